@@ -1,0 +1,329 @@
+//! The router, the middleware every request passes, and the request/response conventions:
+//! JSON bodies whose rejections are problem+json, validation, and `{data,total,limit,offset}` lists.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tower_http::limit::RequestBodyLimitLayer;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{AppError, AppResult, FieldError, TRACE_ID};
+use crate::state::AppState;
+
+/// Builds the whole HTTP application: API, docs, metrics, and the middleware around them.
+pub fn router(state: AppState) -> axum::Router {
+    let (api, openapi) = crate::openapi::api_router().split_for_parts();
+    axum::Router::new()
+        .merge(api)
+        .merge(crate::openapi::docs_router(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe_request,
+        ))
+        .layer(RequestBodyLimitLayer::new(1024 * 1024))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::NotFound("route")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::MethodNotAllowed("method not allowed for this route".into())
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Gives each request a trace id (echoed as `X-Request-Id`), logs it, counts it, and turns
+/// bare error responses from layers (such as the body limit) into problem+json.
+async fn observe_request(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let trace_id = request
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let mut response = TRACE_ID
+        .scope(trace_id.clone(), async move {
+            let response = next.run(request).await;
+            problem_for_bare_error(response)
+        })
+        .await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    state
+        .metrics
+        .observe_http(method.as_str(), &route, status.as_u16(), elapsed);
+    tracing::info!(
+        target: "strata::http",
+        %method, route, status = status.as_u16(), elapsed_ms = elapsed.as_millis() as u64, trace_id,
+        "request"
+    );
+    if let Ok(value) = HeaderValue::from_str(&trace_id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+fn problem_for_bare_error(response: Response) -> Response {
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/problem+json"));
+    if status.is_success() || is_problem || status.is_redirection() {
+        return response;
+    }
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            AppError::PayloadTooLarge("the request body is too large (limit 1 MiB)".into())
+                .into_response()
+        }
+        StatusCode::REQUEST_TIMEOUT => {
+            AppError::BadRequest("request timed out".into()).into_response()
+        }
+        _ => response,
+    }
+}
+
+/// `axum::Json`, but a body that cannot be read answers problem+json: 415 for a missing
+/// content type, 400 for broken JSON, 422 for wrong types, missing fields and unknown values.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        match rejection {
+            JsonRejection::JsonDataError(err) => AppError::Unprocessable(err.body_text()),
+            JsonRejection::JsonSyntaxError(err) => AppError::BadRequest(err.body_text()),
+            JsonRejection::MissingJsonContentType(_) => AppError::UnsupportedMediaType(
+                "expected a request body with `Content-Type: application/json`".into(),
+            ),
+            JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                AppError::PayloadTooLarge("the request body is too large (limit 1 MiB)".into())
+            }
+            other => AppError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+/// `axum::extract::Path` with problem+json rejections.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(AppError))]
+pub struct Path<T>(pub T);
+
+impl From<PathRejection> for AppError {
+    fn from(rejection: PathRejection) -> Self {
+        AppError::BadRequest(rejection.body_text())
+    }
+}
+
+/// `axum::extract::Query` with problem+json rejections.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(AppError))]
+pub struct Query<T>(pub T);
+
+impl From<QueryRejection> for AppError {
+    fn from(rejection: QueryRejection) -> Self {
+        AppError::BadRequest(rejection.body_text())
+    }
+}
+
+/// Collects field errors so one answer names every invalid field.
+#[derive(Default)]
+pub struct Validator {
+    errors: Vec<FieldError>,
+}
+
+impl Validator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A text whose trimmed length (in characters) must lie in `min..=max`.
+    pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) -> &mut Self {
+        let len = value.trim().chars().count();
+        if len < min {
+            let message = if min == 1 {
+                "must not be empty".to_string()
+            } else {
+                format!("must be at least {min} characters")
+            };
+            self.error(field, message);
+        } else if value.chars().count() > max {
+            self.error(field, format!("must be at most {max} characters"));
+        }
+        self
+    }
+
+    pub fn optional_text(&mut self, field: &str, value: Option<&str>, max: usize) -> &mut Self {
+        if let Some(value) = value {
+            self.text(field, value, 0, max);
+        }
+        self
+    }
+
+    pub fn email(&mut self, field: &str, value: &str) -> &mut Self {
+        if !is_plausible_email(value) {
+            self.error(field, "must be an email address");
+        }
+        self
+    }
+
+    pub fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) -> &mut Self {
+        if !ok {
+            self.error(field, message);
+        }
+        self
+    }
+
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    pub fn finish(&mut self) -> AppResult<()> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(std::mem::take(&mut self.errors)))
+        }
+    }
+}
+
+/// Enough to catch typos; the real check is whether mail arrives.
+pub fn is_plausible_email(value: &str) -> bool {
+    let Some((local, domain)) = value.split_once('@') else {
+        return false;
+    };
+    value.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+pub const DEFAULT_LIMIT: i64 = 100;
+pub const MAX_LIMIT: i64 = 1000;
+
+/// `limit` and `offset` (or its alias `skip`) of a list request.
+#[derive(Debug, Clone, Copy, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Pagination {
+    /// Rows per page, 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+    /// Rows to skip (default 0).
+    pub offset: Option<i64>,
+    /// Alias of `offset`.
+    pub skip: Option<i64>,
+}
+
+impl Pagination {
+    /// The validated `(limit, offset)`.
+    pub fn resolve(&self) -> AppResult<(i64, i64)> {
+        let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
+        let offset = self.offset.or(self.skip).unwrap_or(0);
+        let mut v = Validator::new();
+        v.check(
+            (1..=MAX_LIMIT).contains(&limit),
+            "limit",
+            format!("must be between 1 and {MAX_LIMIT}"),
+        )
+        .check(offset >= 0, "offset", "must not be negative")
+        .finish()?;
+        Ok((limit, offset))
+    }
+}
+
+/// One page of a list, with the total count of matching rows (also in `X-Total-Count`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub data: Vec<T>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+impl<T> Page<T> {
+    pub fn new(data: Vec<T>, total: i64, (limit, offset): (i64, i64)) -> Self {
+        Self {
+            data,
+            total,
+            limit,
+            offset,
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for Page<T> {
+    fn into_response(self) -> Response {
+        let total = self.total;
+        let mut response = axum::Json(self).into_response();
+        response
+            .headers_mut()
+            .insert("x-total-count", HeaderValue::from(total));
+        response
+    }
+}
+
+/// How long a client may wait for a slow dependency before we answer for it.
+pub const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(3);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_checked_for_shape() {
+        assert!(is_plausible_email("ada@example.com"));
+        assert!(!is_plausible_email("ada.example.com"));
+        assert!(!is_plausible_email("ada@localhost"));
+        assert!(!is_plausible_email("a da@example.com"));
+        assert!(!is_plausible_email(&format!(
+            "{}@example.com",
+            "a".repeat(300)
+        )));
+    }
+
+    #[test]
+    fn pagination_defaults_and_bounds() {
+        assert_eq!(Pagination::default().resolve().unwrap(), (100, 0));
+        let skip = Pagination {
+            skip: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(skip.resolve().unwrap(), (100, 5));
+        let bad = Pagination {
+            limit: Some(0),
+            offset: Some(-1),
+            skip: None,
+        };
+        let Err(AppError::Validation(errors)) = bad.resolve() else {
+            panic!("expected validation errors");
+        };
+        assert_eq!(errors.len(), 2);
+    }
+}

@@ -1,0 +1,46 @@
+//! Strata: infrastructure provisioning with the cost loop closed.
+//!
+//! Reading this list is the tour. Cross-cutting pieces come first, then one module per API area.
+
+// Cross-cutting
+/// Command-line interface and the four process roles (`up`, `serve`, `worker`, `migrate`).
+pub mod cli;
+/// Settings from flags and environment variables.
+pub mod config;
+/// Encryption of secrets at rest (AES-256-GCM under the master key).
+pub mod crypto;
+/// Connection pool and migrations (ours and the queue's).
+pub mod db;
+/// A private PostgreSQL cluster for `strata up` and for tests when none is configured.
+pub mod embedded_pg;
+/// The one error type, rendered as RFC 9457 problem details.
+pub mod error;
+/// The router, middleware, request extractors and list conventions.
+pub mod http;
+/// The job queue: queues, job kinds registered in one place, the worker runtime.
+pub mod jobs;
+/// Prometheus metrics.
+pub mod metrics;
+/// The OpenAPI document and Swagger UI.
+pub mod openapi;
+/// Shared application state handed to handlers and jobs.
+pub mod state;
+/// The `terraform` binary: discovery and version.
+pub mod terraform;
+
+// API areas
+/// Sign-up, login, tokens, API keys, and who the caller is.
+pub mod auth;
+/// Cloud credentials, encrypted at rest.
+pub mod credentials;
+/// Liveness and readiness.
+pub mod health;
+/// Cloud providers and accounts, with health checks.
+pub mod providers;
+/// Tasks: the user-visible record of every piece of long work.
+pub mod tasks;
+/// Tenants and their members.
+pub mod tenants;
+
+/// Benchmarks run by `strata bench`.
+pub mod bench;

@@ -1,0 +1,69 @@
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Strata API",
+        description = "Infrastructure provisioning with the cost loop closed. Long work answers \
+                       202 with a task_id; errors are RFC 9457 problem details; lists are \
+                       {data,total,limit,offset} with X-Total-Count.",
+    ),
+    modifiers(&Security),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "auth", description = "Accounts and access tokens"),
+        (name = "api-keys", description = "Tenant API keys"),
+        (name = "tenants", description = "Tenants and members"),
+        (name = "credentials", description = "Cloud credentials, encrypted at rest"),
+        (name = "providers", description = "Cloud providers and accounts"),
+        (name = "tasks", description = "Long work and its progress"),
+        (name = "metrics", description = "Prometheus metrics"),
+    )
+)]
+struct ApiDoc;
+
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+/// Every API route, collected with its OpenAPI description.
+pub fn api_router() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .merge(crate::health::router())
+        .merge(crate::auth::routes::router())
+        .merge(crate::auth::api_keys::router())
+        .merge(crate::tenants::router())
+        .merge(crate::credentials::router())
+        .merge(crate::providers::router())
+        .merge(crate::tasks::router());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .routes(utoipa_axum::routes!(crate::metrics::render))
+}
+
+/// Swagger UI at `/docs`, the document at `/openapi.json`.
+pub fn docs_router(openapi: utoipa::openapi::OpenApi) -> axum::Router<AppState> {
+    SwaggerUi::new("/docs").url("/openapi.json", openapi).into()
+}

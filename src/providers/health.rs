@@ -1,0 +1,247 @@
+//! Provider health: the sandbox is checked by running its engine (Terraform); a cloud provider
+//! by opening a connection to its API endpoint with a short timeout.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::{ProviderRow, ProviderType, fetch_provider};
+use crate::auth::TenantAuth;
+use crate::error::AppResult;
+use crate::http::{Json, Path};
+use crate::state::AppState;
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// Slower than this and the provider is `degraded`.
+const DEGRADED_AFTER: Duration = Duration::from_millis(1000);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unreachable,
+}
+
+impl HealthStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Healthy => "healthy",
+            Self::Degraded => "degraded",
+            Self::Unreachable => "unreachable",
+        }
+    }
+}
+
+impl std::str::FromStr for HealthStatus {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "healthy" => Ok(Self::Healthy),
+            "degraded" => Ok(Self::Degraded),
+            "unreachable" => Ok(Self::Unreachable),
+            other => Err(anyhow::anyhow!("unknown health status {other:?}")),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderHealth {
+    pub provider_id: Uuid,
+    pub provider_type: ProviderType,
+    pub status: HealthStatus,
+    pub response_time_ms: Option<i64>,
+    pub last_check: DateTime<Utc>,
+    pub error_message: Option<String>,
+}
+
+/// Check one provider now.
+#[utoipa::path(get, path = "/providers/{id}/health", tag = "providers", params(("id" = Uuid, Path)),
+    responses((status = 200, body = ProviderHealth), (status = 404)), security(("bearer" = []), ("api_key" = [])))]
+pub(super) async fn check_one(
+    State(state): State<AppState>,
+    auth: TenantAuth,
+    Path(id): Path<Uuid>,
+) -> AppResult<Json<ProviderHealth>> {
+    let provider = fetch_provider(&state, auth.tenant_id, id).await?;
+    Ok(Json(check_and_record(&state, &provider).await?))
+}
+
+/// Check every provider of the tenant now, concurrently.
+#[utoipa::path(get, path = "/providers/health", tag = "providers",
+    responses((status = 200, body = Vec<ProviderHealth>)), security(("bearer" = []), ("api_key" = [])))]
+pub(super) async fn check_all(
+    State(state): State<AppState>,
+    auth: TenantAuth,
+) -> AppResult<Json<Vec<ProviderHealth>>> {
+    let ids = sqlx::query_scalar!(
+        "SELECT id FROM providers WHERE tenant_id = $1 ORDER BY created_at, id",
+        auth.tenant_id
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let checks = ids.into_iter().map(|id| {
+        let state = state.clone();
+        async move {
+            let provider = fetch_provider(&state, auth.tenant_id, id).await?;
+            check_and_record(&state, &provider).await
+        }
+    });
+    Ok(Json(futures::future::try_join_all(checks).await?))
+}
+
+async fn check_and_record(state: &AppState, provider: &ProviderRow) -> AppResult<ProviderHealth> {
+    let provider_type: ProviderType = provider.provider_type.parse()?;
+    let started = Instant::now();
+    let outcome = match provider_type {
+        ProviderType::Sandbox => state.terraform.check().await.map(|_| ()),
+        _ => match endpoint_of(state, provider, provider_type).await? {
+            Some(endpoint) => connect(&endpoint).await,
+            None => Err("no API endpoint is configured (set settings.endpoint)".to_string()),
+        },
+    };
+    let elapsed = started.elapsed();
+    let (status, response_time_ms, error_message) = match outcome {
+        Ok(()) if elapsed > DEGRADED_AFTER => (
+            HealthStatus::Degraded,
+            Some(elapsed.as_millis() as i64),
+            Some(format!("slow response ({} ms)", elapsed.as_millis())),
+        ),
+        Ok(()) => (
+            HealthStatus::Healthy,
+            Some(elapsed.as_millis() as i64),
+            None,
+        ),
+        Err(reason) => (HealthStatus::Unreachable, None, Some(reason)),
+    };
+    let last_check = sqlx::query_scalar!(
+        "UPDATE providers SET health_status = $2, health_response_time_ms = $3, health_error = $4,
+                health_checked_at = now()
+         WHERE id = $1 RETURNING health_checked_at AS \"checked!\"",
+        provider.id,
+        status.as_str(),
+        response_time_ms.map(|ms| ms.min(i32::MAX as i64) as i32),
+        error_message
+    )
+    .fetch_one(&state.db)
+    .await?;
+    Ok(ProviderHealth {
+        provider_id: provider.id,
+        provider_type,
+        status,
+        response_time_ms,
+        last_check,
+        error_message,
+    })
+}
+
+/// Where the provider's API lives: `settings.endpoint`, the credential's endpoint or host, or
+/// the provider's public endpoint for the region.
+async fn endpoint_of(
+    state: &AppState,
+    provider: &ProviderRow,
+    provider_type: ProviderType,
+) -> AppResult<Option<String>> {
+    if let Some(endpoint) = provider.settings.get("endpoint").and_then(Value::as_str) {
+        return Ok(Some(endpoint.to_string()));
+    }
+    let region = provider.region.as_deref();
+    Ok(match provider_type {
+        ProviderType::Aws => Some(format!(
+            "ec2.{}.amazonaws.com:443",
+            region.unwrap_or("us-east-1")
+        )),
+        ProviderType::Azure => Some("management.azure.com:443".into()),
+        ProviderType::Gcp => Some("compute.googleapis.com:443".into()),
+        ProviderType::Oci => Some(format!(
+            "iaas.{}.oraclecloud.com:443",
+            region.unwrap_or("us-ashburn-1")
+        )),
+        ProviderType::Cloudflare => Some("api.cloudflare.com:443".into()),
+        ProviderType::Proxmox | ProviderType::Databricks => match provider.credential_id {
+            Some(credential_id) => {
+                let metadata = sqlx::query_scalar!(
+                    "SELECT metadata FROM credentials WHERE id = $1",
+                    credential_id
+                )
+                .fetch_optional(&state.db)
+                .await?;
+                metadata.and_then(|m| {
+                    ["endpoint", "host"]
+                        .iter()
+                        .find_map(|k| m.get(k).and_then(Value::as_str).map(str::to_string))
+                })
+            }
+            None => None,
+        },
+        ProviderType::Sandbox => None,
+    })
+}
+
+/// `host:port` from an endpoint given as a URL or as `host[:port]`.
+fn host_and_port(endpoint: &str) -> (String, u16) {
+    let (default_port, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
+        (443, rest)
+    } else if let Some(rest) = endpoint.strip_prefix("http://") {
+        (80, rest)
+    } else {
+        (443, endpoint)
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    match authority.rsplit_once(':') {
+        Some((host, port)) if port.parse::<u16>().is_ok() => {
+            (host.to_string(), port.parse().unwrap_or(default_port))
+        }
+        _ => (authority.to_string(), default_port),
+    }
+}
+
+async fn connect(endpoint: &str) -> Result<(), String> {
+    let (host, port) = host_and_port(endpoint);
+    let attempt = async {
+        let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|err| format!("cannot resolve {host}: {err}"))?
+            .collect();
+        let mut last_error = format!("{host} resolved to no address");
+        for addr in addrs {
+            match tokio::net::TcpStream::connect(addr).await {
+                Ok(_) => return Ok(()),
+                Err(err) => last_error = format!("cannot connect to {host}:{port} ({addr}): {err}"),
+            }
+        }
+        Err(last_error)
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer from {host}:{port} within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_and_port;
+
+    #[test]
+    fn endpoints_parse_as_urls_or_host_port() {
+        assert_eq!(
+            host_and_port("https://pve.local:8006/api2"),
+            ("pve.local".into(), 8006)
+        );
+        assert_eq!(host_and_port("http://x.io"), ("x.io".into(), 80));
+        assert_eq!(
+            host_and_port("api.cloudflare.com:443"),
+            ("api.cloudflare.com".into(), 443)
+        );
+        assert_eq!(host_and_port("example.com"), ("example.com".into(), 443));
+    }
+}

@@ -1,0 +1,111 @@
+use axum::http::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{As, TestApp};
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_with_schemas() {
+    let app = TestApp::spawn().await;
+    let doc = app.get("/openapi.json", &As::Anonymous).await;
+    doc.assert_status(StatusCode::OK);
+    let paths = doc.body["paths"].as_object().unwrap();
+    let expected = [
+        ("/api/v1/health", "get"),
+        ("/api/v1/health/ready", "get"),
+        ("/api/v1/auth/signup", "post"),
+        ("/api/v1/auth/login", "post"),
+        ("/api/v1/auth/me", "get"),
+        ("/api/v1/api-keys", "get"),
+        ("/api/v1/api-keys", "post"),
+        ("/api/v1/api-keys/{id}", "delete"),
+        ("/api/v1/tenants", "get"),
+        ("/api/v1/tenants", "post"),
+        ("/api/v1/tenants/{id}", "get"),
+        ("/api/v1/tenants/{id}", "put"),
+        ("/api/v1/tenants/{id}", "delete"),
+        ("/api/v1/tenants/{id}/members", "get"),
+        ("/api/v1/tenants/{id}/members", "post"),
+        ("/api/v1/tenants/{id}/members/{user_id}", "put"),
+        ("/api/v1/tenants/{id}/members/{user_id}", "delete"),
+        ("/api/v1/credentials", "get"),
+        ("/api/v1/credentials", "post"),
+        ("/api/v1/credentials/{id}", "get"),
+        ("/api/v1/credentials/{id}", "delete"),
+        ("/api/v1/providers", "get"),
+        ("/api/v1/providers", "post"),
+        ("/api/v1/providers/health", "get"),
+        ("/api/v1/providers/{id}", "get"),
+        ("/api/v1/providers/{id}", "put"),
+        ("/api/v1/providers/{id}", "delete"),
+        ("/api/v1/providers/{id}/health", "get"),
+        ("/api/v1/tasks", "get"),
+        ("/api/v1/tasks", "post"),
+        ("/api/v1/tasks/{task_id}", "get"),
+        ("/api/v1/tasks/{task_id}/cancel", "post"),
+        ("/metrics", "get"),
+    ];
+    for (path, method) in expected {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is missing"
+        );
+    }
+    let operations: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(
+        operations,
+        expected.len(),
+        "every documented route is expected here"
+    );
+    let schemas = doc.body["components"]["schemas"].as_object().unwrap();
+    for schema in [
+        "Provider",
+        "Task",
+        "Tenant",
+        "Credential",
+        "ProviderSecrets",
+        "Page_Task",
+    ] {
+        assert!(
+            schemas.contains_key(schema),
+            "schema {schema} is missing: {:?}",
+            schemas.keys()
+        );
+    }
+    assert!(doc.body["components"]["securitySchemes"]["bearer"].is_object());
+
+    let ui = app.get("/docs/", &As::Anonymous).await;
+    ui.assert_status(StatusCode::OK);
+    assert!(ui.text.contains("swagger"), "Swagger UI is served");
+}
+
+#[tokio::test]
+async fn metrics_count_requests_tasks_and_queue_depth() {
+    let app = TestApp::spawn().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    app.post("/api/v1/tasks", &admin, json!({"kind": "diagnostic.noop"}))
+        .await;
+    app.get("/api/v1/providers/not-a-uuid", &admin).await;
+    let metrics = app.get("/metrics", &As::Anonymous).await;
+    metrics.assert_status(StatusCode::OK);
+    let text = metrics.text;
+    assert!(
+        text.contains(
+            r#"strata_http_requests_total{method="POST",route="/api/v1/tasks",status="202"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"route="/api/v1/providers/{id}",status="400"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"strata_tasks{kind="diagnostic.noop",status="queued"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"strata_queue_depth{queue="strata.default"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("strata_http_request_duration_seconds_bucket"));
+    assert!(text.trim_end().ends_with("# EOF"));
+}

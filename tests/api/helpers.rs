@@ -1,0 +1,420 @@
+//! The test harness: a fresh database per test (copied from a migrated template), the router
+//! in-process, and helpers to call it.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use strata::config::Settings;
+use strata::state::AppState;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+pub const OPERATOR_KEY: &str = "test-operator-key-0123456789";
+pub const PASSWORD: &str = "correct horse battery";
+
+/// The server tests run against: `STRATA_TEST_DATABASE_URL`, else `DATABASE_URL`, else the
+/// local PostgreSQL on 127.0.0.1:5432; when none answers, a private cluster under `target/`.
+async fn server_url() -> String {
+    static URL: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    URL.get_or_init(|| async {
+        let configured = std::env::var("STRATA_TEST_DATABASE_URL")
+            .or_else(|_| std::env::var("DATABASE_URL"))
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        if sqlx::PgPool::connect(&configured).await.is_ok() {
+            return configured;
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/strata-test-pg");
+        let pg = strata::embedded_pg::EmbeddedPostgres::start(&root, "postgres")
+            .await
+            .expect("no PostgreSQL configured or reachable, and a private one did not start");
+        let url = pg.url("postgres");
+        // The private cluster outlives this test process; the next run reuses it.
+        std::mem::forget(pg);
+        url
+    })
+    .await
+    .clone()
+}
+
+/// A migrated template database, built once per schema version, copied for every test.
+async fn template(admin: &PgPool) -> String {
+    static NAME: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    NAME.get_or_init(|| async {
+        let migrations: String =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
+                .unwrap()
+                .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+                .collect();
+        let fingerprint = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(format!("{migrations}apalis-postgres-1.0"));
+            digest[..6]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let name = format!("strata_test_template_{fingerprint}");
+        let mut conn = admin.acquire().await.unwrap();
+        sqlx::query("SELECT pg_advisory_lock(727274)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut *conn)
+                .await
+                .unwrap();
+        if !exists {
+            // Built under a temporary name and renamed, so a half-built template is never used.
+            let building = format!("{name}_building");
+            exec(
+                &mut conn,
+                &format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"),
+            )
+            .await;
+            exec(&mut conn, &format!("CREATE DATABASE {building}")).await;
+            let pool = PgPool::connect(
+                &strata::bench::replace_database(&server_url().await, &building).unwrap(),
+            )
+            .await
+            .unwrap();
+            strata::db::migrate(&pool).await.unwrap();
+            pool.close().await;
+            exec(
+                &mut conn,
+                &format!("ALTER DATABASE {building} RENAME TO {name}"),
+            )
+            .await;
+        }
+        sqlx::query("SELECT pg_advisory_unlock(727274)")
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+        name
+    })
+    .await
+    .clone()
+}
+
+async fn exec(conn: &mut sqlx::PgConnection, sql: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_string()))
+        .execute(conn)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// A fresh, migrated database that is dropped when the value is.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+    pub pool: PgPool,
+    admin_url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let admin_url = server_url().await;
+        let admin = PgPool::connect(&admin_url).await.unwrap();
+        let template = template(&admin).await;
+        let name = format!("strata_test_{}", Uuid::new_v4().simple());
+        let mut attempts = 0;
+        // Copies of one template can collide ("source database is being accessed"): retry.
+        while let Err(err) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {name} TEMPLATE {template}"
+        )))
+        .execute(&admin)
+        .await
+        {
+            attempts += 1;
+            assert!(attempts < 50, "cannot create the test database: {err}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        admin.close().await;
+        let url = strata::bench::replace_database(&admin_url, &name).unwrap();
+        let pool = strata::db::connect(&url, 10).await.unwrap();
+        Self {
+            name,
+            url,
+            pool,
+            admin_url,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (name, admin_url) = (self.name.clone(), self.admin_url.clone());
+        // Drop runs outside async: a short-lived runtime on its own thread does the cleanup.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(admin) = PgPool::connect(&admin_url).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&admin)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub fn test_settings() -> Settings {
+    Settings {
+        master_key: rand::random(),
+        jwt_secret: b"test-jwt-secret-0123456789".to_vec(),
+        jwt_ttl: Duration::from_secs(3600),
+        api_secret_key: Some(OPERATOR_KEY.into()),
+        terraform: std::env::var("STRATA_TERRAFORM").unwrap_or_else(|_| "terraform".into()),
+        data_dir: std::env::temp_dir(),
+    }
+}
+
+/// The application on a fresh database, called in-process.
+pub struct TestApp {
+    pub db: TestDb,
+    pub state: AppState,
+    router: axum::Router,
+    workers: Option<(CancellationToken, tokio::task::JoinHandle<()>)>,
+}
+
+pub struct Response {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Response {
+    #[track_caller]
+    pub fn assert_status(&self, status: StatusCode) -> &Self {
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+
+    /// Asserts a problem+json answer with this status and code.
+    #[track_caller]
+    pub fn assert_problem(&self, status: StatusCode, code: &str) {
+        self.assert_status(status);
+        assert_eq!(
+            self.headers.get("content-type").unwrap(),
+            "application/problem+json",
+            "{}",
+            self.text
+        );
+        assert_eq!(self.body["code"], code, "{}", self.text);
+        assert_eq!(self.body["status"], status.as_u16());
+        assert!(self.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(
+            self.body["trace_id"]
+                .as_str()
+                .is_some_and(|t| !t.is_empty())
+        );
+    }
+}
+
+/// Who a request is from.
+#[derive(Clone, Debug)]
+pub enum As {
+    Anonymous,
+    Token(String),
+    Key(String),
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(test_settings()).await
+    }
+
+    pub async fn spawn_with(settings: Settings) -> Self {
+        let db = TestDb::new().await;
+        let state = AppState::new(db.pool.clone(), settings);
+        let router = strata::http::router(state.clone());
+        Self {
+            db,
+            state,
+            router,
+            workers: None,
+        }
+    }
+
+    /// Also runs workers in this process.
+    pub async fn spawn_with_workers() -> Self {
+        let mut app = Self::spawn().await;
+        app.start_workers();
+        app
+    }
+
+    pub fn start_workers(&mut self) {
+        let shutdown = CancellationToken::new();
+        let options = strata::jobs::runner::WorkerOptions {
+            concurrency: 4,
+            heartbeat: Duration::from_secs(1),
+            ..Default::default()
+        };
+        let handle = tokio::spawn(strata::jobs::runner::run(
+            self.state.clone(),
+            options,
+            shutdown.clone(),
+        ));
+        self.workers = Some((shutdown, handle));
+    }
+
+    pub async fn stop_workers(&mut self) {
+        if let Some((shutdown, handle)) = self.workers.take() {
+            shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+        }
+    }
+
+    pub async fn raw(&self, request: Request<Body>) -> Response {
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Response {
+            status,
+            headers,
+            body,
+            text,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        who: &As,
+        body: Option<Value>,
+    ) -> Response {
+        self.call_with(method, path, who, body, &[]).await
+    }
+
+    pub async fn call_with(
+        &self,
+        method: Method,
+        path: &str,
+        who: &As,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let mut request = Request::builder().method(method).uri(path);
+        match who {
+            As::Anonymous => {}
+            As::Token(token) => {
+                request = request.header("authorization", format!("Bearer {token}"))
+            }
+            As::Key(key) => request = request.header("x-api-key", key),
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = match body {
+            Some(body) => request
+                .header("content-type", "application/json")
+                .body(Body::from(body.to_string())),
+            None => request.body(Body::empty()),
+        };
+        self.raw(request.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, who: &As) -> Response {
+        self.call(Method::GET, path, who, None).await
+    }
+
+    pub async fn post(&self, path: &str, who: &As, body: Value) -> Response {
+        self.call(Method::POST, path, who, Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, who: &As, body: Value) -> Response {
+        self.call(Method::PUT, path, who, Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, who: &As) -> Response {
+        self.call(Method::DELETE, path, who, None).await
+    }
+
+    /// Signs up and logs in; returns the token and the user's own tenant id.
+    pub async fn user(&self, email: &str) -> (As, Uuid) {
+        let signup = self
+            .post(
+                "/api/v1/auth/signup",
+                &As::Anonymous,
+                json!({"email": email, "password": PASSWORD, "full_name": "Test User"}),
+            )
+            .await;
+        signup.assert_status(StatusCode::CREATED);
+        let tenant_id = signup.body["tenants"][0]["tenant_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (self.login(email).await, tenant_id)
+    }
+
+    pub async fn login(&self, email: &str) -> As {
+        let login = self
+            .post(
+                "/api/v1/auth/login",
+                &As::Anonymous,
+                json!({"username": email, "password": PASSWORD}),
+            )
+            .await;
+        login.assert_status(StatusCode::OK);
+        As::Token(login.body["access_token"].as_str().unwrap().to_string())
+    }
+
+    /// Waits until the task has finished, and returns it.
+    pub async fn wait_for_task(&self, who: &As, task_id: &str) -> Value {
+        for _ in 0..200 {
+            let task = self.get(&format!("/api/v1/tasks/{task_id}"), who).await;
+            task.assert_status(StatusCode::OK);
+            if ["succeeded", "failed", "cancelled"].contains(&task.body["status"].as_str().unwrap())
+            {
+                return task.body;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("task {task_id} did not finish");
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some((shutdown, _)) = &self.workers {
+            shutdown.cancel();
+        }
+    }
+}
+
+/// Settings of `strata` processes started by tests.
+pub fn process_env(url: &str) -> Vec<(&'static str, String)> {
+    static KEY: OnceLock<String> = OnceLock::new();
+    vec![
+        ("DATABASE_URL", url.to_string()),
+        (
+            "STRATA_MASTER_KEY",
+            KEY.get_or_init(strata::config::generate_secret).clone(),
+        ),
+        ("JWT_SECRET", "test-jwt-secret-0123456789".into()),
+        ("STRATA_LOG", "warn".into()),
+    ]
+}

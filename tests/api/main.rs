@@ -1,0 +1,14 @@
+//! API tests: every endpoint through the router against a fresh PostgreSQL database, plus
+//! worker processes for crash recovery.
+
+mod api_keys;
+mod auth;
+mod bad_input;
+mod credentials;
+mod docs_and_metrics;
+mod health;
+mod helpers;
+mod providers;
+mod tasks;
+mod tenants;
+mod workers;
