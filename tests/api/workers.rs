@@ -192,3 +192,87 @@ async fn serve_and_migrate_run_as_separate_roles() {
         .unwrap();
     assert!(status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_starts_a_private_postgres_reuses_it_and_stops_it_on_sigterm() {
+    // /tmp, so the unprivileged postgres user can reach the cluster when tests run as root.
+    let data_dir = std::env::temp_dir().join(format!("strata-up-test-{}", Uuid::new_v4().simple()));
+    for round in 0..2 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut up = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .args(["up", "--bind", &format!("127.0.0.1:{port}")])
+            .env_remove("DATABASE_URL")
+            .env_remove("STRATA_MASTER_KEY")
+            .env_remove("JWT_SECRET")
+            .env("STRATA_DATA_DIR", &data_dir)
+            .env("STRATA_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}/api/v1/health/ready");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !healthcheck("postgres://unused", &["--url", &url]).await {
+            assert!(Instant::now() < deadline, "strata up did not become ready");
+            assert!(up.try_wait().unwrap().is_none(), "strata up exited early");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let port_file = std::fs::read_to_string(data_dir.join("postgres.port")).unwrap();
+        let pg_port: u16 = port_file.trim().parse().unwrap();
+        assert!(data_dir.join("postgres/PG_VERSION").exists());
+        assert!(data_dir.join("master.key").exists() && data_dir.join("jwt.secret").exists());
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", pg_port))
+                .await
+                .is_ok(),
+            "round {round}"
+        );
+        // Data written in the first round is there in the second: the cluster is reused.
+        let pool =
+            sqlx::PgPool::connect(&format!("postgres://postgres@127.0.0.1:{pg_port}/strata"))
+                .await
+                .unwrap();
+        if round == 0 {
+            sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, 'kept')")
+                .bind(Uuid::new_v4())
+                .execute(&pool)
+                .await
+                .unwrap();
+        } else {
+            let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM tenants WHERE name = 'kept'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            assert_eq!(kept, 1);
+        }
+        pool.close().await;
+
+        kill(Pid::from_raw(up.id().unwrap() as i32), Signal::SIGTERM).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(30), up.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "round {round}: {status}");
+        let mut stdout = String::new();
+        tokio::io::AsyncReadExt::read_to_string(&mut up.stdout.take().unwrap(), &mut stdout)
+            .await
+            .unwrap();
+        assert!(
+            stdout.contains(&format!("http://127.0.0.1:{port}/docs")),
+            "{stdout}"
+        );
+        assert!(stdout.contains("auth/signup"), "{stdout}");
+        assert!(
+            tokio::net::TcpStream::connect(("127.0.0.1", pg_port))
+                .await
+                .is_err(),
+            "the private PostgreSQL stops with strata up"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
