@@ -93,8 +93,9 @@ CREATE TABLE providers (
     created_at              timestamptz NOT NULL DEFAULT now(),
     updated_at              timestamptz NOT NULL DEFAULT now(),
     UNIQUE (tenant_id, display_name),
-    -- A provider can only use a credential of its own tenant.
-    FOREIGN KEY (tenant_id, credential_id) REFERENCES credentials (tenant_id, id) ON DELETE RESTRICT
+    -- A provider can only use a credential of its own tenant. NO ACTION (checked at the end of
+    -- the statement) so that deleting a tenant may cascade to both rows.
+    FOREIGN KEY (tenant_id, credential_id) REFERENCES credentials (tenant_id, id)
 );
 
 -- The record of every piece of long work. apalis only delivers `{task_id}`; this row is the truth.

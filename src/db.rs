@@ -42,3 +42,28 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
     ours.run(pool).await.context("migrations failed")?;
     Ok(())
 }
+
+/// Parses a value stored as text into an enum, by the enum's serde names, so the API and the
+/// database spell values alike.
+pub fn parse_text<T: serde::de::DeserializeOwned>(value: &str) -> anyhow::Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| {
+        let type_name = std::any::type_name::<T>()
+            .rsplit("::")
+            .next()
+            .unwrap_or("value");
+        anyhow::anyhow!("unknown {type_name} {value:?}")
+    })
+}
+
+/// Implements `FromStr` with [`parse_text`] for enums stored as text.
+macro_rules! text_enum {
+    ($($ty:ty),+ $(,)?) => {$(
+        impl ::std::str::FromStr for $ty {
+            type Err = ::anyhow::Error;
+            fn from_str(value: &str) -> Result<Self, Self::Err> {
+                $crate::db::parse_text(value)
+            }
+        }
+    )+};
+}
+pub(crate) use text_enum;

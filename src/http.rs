@@ -289,6 +289,15 @@ impl<T: Serialize> IntoResponse for Page<T> {
     }
 }
 
+/// The answer to a DELETE: 204 when a row went, 404 when there was none (or not the caller's).
+pub fn deleted(rows_affected: u64, what: &'static str) -> AppResult<StatusCode> {
+    if rows_affected == 0 {
+        Err(AppError::NotFound(what))
+    } else {
+        Ok(StatusCode::NO_CONTENT)
+    }
+}
+
 /// How long a client may wait for a slow dependency before we answer for it.
 pub const DEPENDENCY_TIMEOUT: Duration = Duration::from_secs(3);
 

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use super::{Role, TenantAuth, hash_api_key};
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::http::{Json, Page, Pagination, Path, Query, Validator};
 use crate::state::AppState;
 
@@ -43,6 +43,33 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+struct ApiKeyRow {
+    id: Uuid,
+    tenant_id: Uuid,
+    name: String,
+    prefix: String,
+    role: String,
+    expires_at: Option<DateTime<Utc>>,
+    last_used_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<ApiKeyRow> for ApiKey {
+    type Error = anyhow::Error;
+    fn try_from(row: ApiKeyRow) -> anyhow::Result<Self> {
+        Ok(ApiKey {
+            id: row.id,
+            tenant_id: row.tenant_id,
+            name: row.name,
+            prefix: row.prefix,
+            role: row.role.parse()?,
+            expires_at: row.expires_at,
+            last_used_at: row.last_used_at,
+            created_at: row.created_at,
+        })
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -84,7 +111,8 @@ async fn create_api_key(
     let expires_at = body
         .expires_in_days
         .map(|days| Utc::now() + chrono::Duration::days(days));
-    let row = sqlx::query!(
+    let row = sqlx::query_as!(
+        ApiKeyRow,
         "INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, role, created_by, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          RETURNING id, tenant_id, name, prefix, role, expires_at, last_used_at, created_at",
@@ -102,16 +130,7 @@ async fn create_api_key(
     Ok((
         StatusCode::CREATED,
         Json(CreatedApiKey {
-            api_key: ApiKey {
-                id: row.id,
-                tenant_id: row.tenant_id,
-                name: row.name,
-                prefix: row.prefix,
-                role: row.role.parse()?,
-                expires_at: row.expires_at,
-                last_used_at: row.last_used_at,
-                created_at: row.created_at,
-            },
+            api_key: row.try_into()?,
             key,
         }),
     ))
@@ -127,7 +146,8 @@ async fn list_api_keys(
 ) -> AppResult<Page<ApiKey>> {
     auth.require(Role::Admin)?;
     let (limit, offset) = page.resolve()?;
-    let rows = sqlx::query!(
+    let rows = sqlx::query_as!(
+        ApiKeyRow,
         "SELECT id, tenant_id, name, prefix, role, expires_at, last_used_at, created_at
          FROM api_keys WHERE tenant_id = $1 ORDER BY created_at, id LIMIT $2 OFFSET $3",
         auth.tenant_id,
@@ -144,19 +164,8 @@ async fn list_api_keys(
     .await?;
     let data = rows
         .into_iter()
-        .map(|row| {
-            Ok(ApiKey {
-                id: row.id,
-                tenant_id: row.tenant_id,
-                name: row.name,
-                prefix: row.prefix,
-                role: row.role.parse()?,
-                expires_at: row.expires_at,
-                last_used_at: row.last_used_at,
-                created_at: row.created_at,
-            })
-        })
-        .collect::<Result<_, anyhow::Error>>()?;
+        .map(ApiKey::try_from)
+        .collect::<anyhow::Result<_>>()?;
     Ok(Page::new(data, total, (limit, offset)))
 }
 
@@ -177,8 +186,5 @@ async fn delete_api_key(
     .execute(&state.db)
     .await?
     .rows_affected();
-    if deleted == 0 {
-        return Err(AppError::NotFound("API key"));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    crate::http::deleted(deleted, "API key")
 }

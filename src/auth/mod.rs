@@ -8,7 +8,6 @@ pub mod api_keys;
 mod password;
 pub mod routes;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use axum::extract::FromRequestParts;
@@ -44,17 +43,7 @@ impl Role {
     }
 }
 
-impl FromStr for Role {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "viewer" => Ok(Role::Viewer),
-            "member" => Ok(Role::Member),
-            "admin" => Ok(Role::Admin),
-            other => Err(anyhow::anyhow!("unknown role {other:?}")),
-        }
-    }
-}
+crate::db::text_enum!(Role);
 
 /// An authenticated caller, before any tenant is chosen.
 #[derive(Debug, Clone)]

@@ -342,10 +342,7 @@ async fn delete_credential(
         other => other,
     })?
     .rows_affected();
-    if deleted == 0 {
-        return Err(AppError::NotFound("credential"));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    crate::http::deleted(deleted, "credential")
 }
 
 /// The decrypted fields of a credential, for a worker that hands them to Terraform.

@@ -35,13 +35,6 @@ pub enum JobKind {
 }
 
 impl JobKind {
-    pub const ALL: &[JobKind] = &[
-        JobKind::DiagnosticNoop,
-        JobKind::DiagnosticRecord,
-        JobKind::DiagnosticSleep,
-        JobKind::DiagnosticFail,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::DiagnosticNoop => "diagnostic.noop",
@@ -76,16 +69,7 @@ impl JobKind {
     }
 }
 
-impl std::str::FromStr for JobKind {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        JobKind::ALL
-            .iter()
-            .copied()
-            .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| anyhow::anyhow!("unknown task kind {s:?}"))
-    }
-}
+crate::db::text_enum!(JobKind);
 
 /// What the queue carries: ids, never data.
 #[derive(Debug, Serialize, Deserialize)]

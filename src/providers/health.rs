@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -20,7 +20,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Slower than this and the provider is `degraded`.
 const DEGRADED_AFTER: Duration = Duration::from_millis(1000);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum HealthStatus {
     Healthy,
@@ -38,17 +38,7 @@ impl HealthStatus {
     }
 }
 
-impl std::str::FromStr for HealthStatus {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "healthy" => Ok(Self::Healthy),
-            "degraded" => Ok(Self::Degraded),
-            "unreachable" => Ok(Self::Unreachable),
-            other => Err(anyhow::anyhow!("unknown health status {other:?}")),
-        }
-    }
-}
+crate::db::text_enum!(HealthStatus);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderHealth {

@@ -55,13 +55,7 @@ impl ProviderType {
     }
 }
 
-impl std::str::FromStr for ProviderType {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_value(Value::String(s.to_string()))
-            .map_err(|_| anyhow::anyhow!("unknown provider type {s:?}"))
-    }
-}
+crate::db::text_enum!(ProviderType);
 
 #[derive(Serialize, ToSchema)]
 pub struct Provider {
@@ -339,8 +333,5 @@ async fn delete_provider(
     .execute(&state.db)
     .await?
     .rows_affected();
-    if deleted == 0 {
-        return Err(AppError::NotFound("provider"));
-    }
-    Ok(StatusCode::NO_CONTENT)
+    crate::http::deleted(deleted, "provider")
 }

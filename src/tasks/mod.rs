@@ -52,13 +52,7 @@ impl TaskStatus {
     }
 }
 
-impl std::str::FromStr for TaskStatus {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_value(Value::String(s.to_string()))
-            .map_err(|_| anyhow::anyhow!("unknown task status {s:?}"))
-    }
-}
+crate::db::text_enum!(TaskStatus);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Progress {

@@ -41,13 +41,7 @@ impl SubscriptionTier {
     }
 }
 
-impl std::str::FromStr for SubscriptionTier {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        serde_json::from_value(serde_json::Value::String(s.to_string()))
-            .map_err(|_| anyhow::anyhow!("unknown subscription tier {s:?}"))
-    }
-}
+crate::db::text_enum!(SubscriptionTier);
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(default, deny_unknown_fields)]

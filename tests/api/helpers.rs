@@ -92,6 +92,22 @@ async fn template(admin: &PgPool) -> String {
                 &format!("ALTER DATABASE {building} RENAME TO {name}"),
             )
             .await;
+            // Templates of older schemas are of no further use; one in use stays (no FORCE).
+            let stale: Vec<String> = sqlx::query_scalar(
+                r"SELECT datname FROM pg_database
+                  WHERE datname LIKE 'strata\_test\_template\_%' AND datname <> $1",
+            )
+            .bind(&name)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+            for old in stale {
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {old}"
+                )))
+                .execute(&mut *conn)
+                .await;
+            }
         }
         sqlx::query("SELECT pg_advisory_unlock(727274)")
             .execute(&mut *conn)

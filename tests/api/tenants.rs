@@ -48,9 +48,38 @@ async fn tenant_crud_with_settings_merge() {
     assert_eq!(detail.body["users"][0]["email"], "admin@example.com");
     assert_eq!(detail.body["users"][0]["role"], "admin");
 
+    // Deleting a tenant deletes what it owns, including a provider that uses a credential.
+    let header = id.clone();
+    let in_acme = [("x-tenant-id", header.as_str())];
+    let credential = app
+        .call_with(
+            axum::http::Method::POST,
+            "/api/v1/credentials",
+            &admin,
+            Some(json!({"provider": "aws", "name": "k", "access_key": "a", "secret_key": "b"})),
+            &in_acme,
+        )
+        .await;
+    credential.assert_status(StatusCode::CREATED);
+    app.call_with(
+        axum::http::Method::POST,
+        "/api/v1/providers",
+        &admin,
+        Some(json!({"provider_type": "aws", "display_name": "p", "credential_id": credential.body["id"]})),
+        &in_acme,
+    )
+    .await
+    .assert_status(StatusCode::CREATED);
     app.delete(&format!("/api/v1/tenants/{id}"), &admin)
         .await
         .assert_status(StatusCode::NO_CONTENT);
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM providers) + (SELECT count(*) FROM credentials)",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, 0);
     app.get(&format!("/api/v1/tenants/{id}"), &admin)
         .await
         .assert_problem(StatusCode::NOT_FOUND, "RESOURCE_NOT_FOUND");
