@@ -51,6 +51,10 @@ pub struct CommonArgs {
     )]
     pub terraform: String,
 
+    /// A directory of provider plugins used as Terraform's filesystem mirror (offline installs).
+    #[arg(long, env = "STRATA_TERRAFORM_PLUGIN_DIR", global = true)]
+    pub terraform_plugin_dir: Option<PathBuf>,
+
     /// Largest number of database connections this process opens.
     #[arg(
         long,
@@ -98,6 +102,7 @@ pub struct Settings {
     pub jwt_ttl: Duration,
     pub api_secret_key: Option<String>,
     pub terraform: String,
+    pub terraform_plugin_dir: Option<PathBuf>,
     pub data_dir: PathBuf,
 }
 
@@ -155,6 +160,7 @@ impl Settings {
             jwt_ttl: Duration::from_secs(args.jwt_ttl_seconds.max(1)),
             api_secret_key: args.api_secret_key.clone().filter(|k| !k.is_empty()),
             terraform: args.terraform.clone(),
+            terraform_plugin_dir: args.terraform_plugin_dir.clone(),
             data_dir: args.data_dir.clone(),
         })
     }

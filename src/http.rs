@@ -17,7 +17,7 @@ use crate::state::AppState;
 
 /// Builds the whole HTTP application: API, docs, metrics, and the middleware around them.
 pub fn router(state: AppState) -> axum::Router {
-    let (api, openapi) = crate::openapi::api_router().split_for_parts();
+    let (api, openapi) = crate::openapi::api_router(&state).split_for_parts();
     axum::Router::new()
         .merge(api)
         .merge(crate::openapi::docs_router(openapi))

@@ -15,14 +15,20 @@ pub mod db;
 pub mod embedded_pg;
 /// The one error type, rendered as RFC 9457 problem details.
 pub mod error;
+/// Live events across processes (LISTEN/NOTIFY fanned out to WebSocket clients).
+pub mod events;
 /// The router, middleware, request extractors and list conventions.
 pub mod http;
+/// `Idempotency-Key`: a repeated POST gets the first answer.
+pub mod idempotency;
 /// The job queue: queues, job kinds registered in one place, the worker runtime.
 pub mod jobs;
 /// Prometheus metrics.
 pub mod metrics;
 /// The OpenAPI document and Swagger UI.
 pub mod openapi;
+/// Instance prices from the shipped catalog.
+pub mod pricing;
 /// Shared application state handed to handlers and jobs.
 pub mod state;
 /// The `terraform` binary: discovery and version.
@@ -33,10 +39,16 @@ pub mod terraform;
 pub mod auth;
 /// Cloud credentials, encrypted at rest.
 pub mod credentials;
+/// Deployments: Terraform runs, their logs (HTTP and WebSocket) and the job that runs them.
+pub mod deployments;
 /// Liveness and readiness.
 pub mod health;
+/// The inventory: what exists in the clouds, in seed 001's shape.
+pub mod inventory;
 /// Cloud providers and accounts, with health checks.
 pub mod providers;
+/// Resources: created, changed, acted on and destroyed through deployments.
+pub mod resources;
 /// Tasks: the user-visible record of every piece of long work.
 pub mod tasks;
 /// Tenants and their members.

@@ -22,6 +22,9 @@ use crate::state::AppState;
         (name = "credentials", description = "Cloud credentials, encrypted at rest"),
         (name = "providers", description = "Cloud providers and accounts"),
         (name = "tasks", description = "Long work and its progress"),
+        (name = "resources", description = "Resources created, changed and destroyed by Terraform"),
+        (name = "deployments", description = "Terraform runs and their live logs"),
+        (name = "inventory", description = "What exists in the clouds"),
         (name = "metrics", description = "Prometheus metrics"),
     )
 )]
@@ -49,7 +52,7 @@ impl Modify for Security {
 }
 
 /// Every API route, collected with its OpenAPI description.
-pub fn api_router() -> OpenApiRouter<AppState> {
+pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::new()
         .merge(crate::health::router())
         .merge(crate::auth::routes::router())
@@ -57,9 +60,20 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(crate::tenants::router())
         .merge(crate::credentials::router())
         .merge(crate::providers::router())
-        .merge(crate::tasks::router());
+        .merge(crate::tasks::router())
+        .merge(crate::resources::router())
+        .merge(crate::deployments::router())
+        .merge(crate::inventory::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::idempotency::middleware,
+        ));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
+        .routes(utoipa_axum::routes!(
+            crate::deployments::ws::deployment_logs
+        ))
+        .routes(utoipa_axum::routes!(crate::events::ws_events))
         .routes(utoipa_axum::routes!(crate::metrics::render))
 }
 

@@ -5,6 +5,7 @@ use sqlx::PgPool;
 use crate::auth::JwtKeys;
 use crate::config::Settings;
 use crate::crypto::SecretBox;
+use crate::events::EventHub;
 use crate::metrics::Metrics;
 use crate::terraform::Terraform;
 
@@ -17,6 +18,7 @@ pub struct AppState {
     pub jwt: Arc<JwtKeys>,
     pub metrics: Arc<Metrics>,
     pub terraform: Terraform,
+    pub events: EventHub,
 }
 
 impl AppState {
@@ -25,7 +27,9 @@ impl AppState {
             secrets: SecretBox::new(&settings.master_key),
             jwt: Arc::new(JwtKeys::new(&settings.jwt_secret, settings.jwt_ttl)),
             metrics: Arc::new(Metrics::default()),
-            terraform: Terraform::new(&settings.terraform),
+            terraform: Terraform::new(&settings.terraform)
+                .with_plugin_dir(settings.terraform_plugin_dir.clone()),
+            events: EventHub::new(db.clone()),
             settings: Arc::new(settings),
             db,
         }

@@ -183,19 +183,7 @@ impl FromRequestParts<AppState> for Principal {
             .or_else(|| authorization.strip_prefix("bearer "))
             .ok_or_else(|| AppError::Unauthorized("expected a Bearer token".into()))?;
         let id = state.jwt.verify(token.trim())?;
-        // A deleted user's tokens stop working at once.
-        let exists = sqlx::query_scalar!(
-            "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS \"e!\"",
-            id
-        )
-        .fetch_one(&state.db)
-        .await?;
-        if !exists {
-            return Err(AppError::Unauthorized(
-                "the account no longer exists".into(),
-            ));
-        }
-        Ok(Principal::User { id })
+        user_principal(state, id).await
     }
 }
 
@@ -230,12 +218,89 @@ impl FromRequestParts<AppState> for TenantAuth {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<Self> {
         let principal = Principal::from_request_parts(parts, state).await?;
-        let requested = header(parts, "x-tenant-id")?
-            .map(|v| {
-                Uuid::parse_str(v.trim())
-                    .map_err(|_| AppError::BadRequest("X-Tenant-Id must be a UUID".into()))
-            })
-            .transpose()?;
+        let requested = requested_tenant(parts)?;
+        TenantAuth::resolve(state, principal, requested).await
+    }
+}
+
+/// [`TenantAuth`] from the usual headers, or from `?token=` (and `?tenant_id=`) for clients
+/// that cannot set headers, such as a browser opening a WebSocket.
+pub struct QueryOrHeaderAuth(pub TenantAuth);
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+    tenant_id: Option<Uuid>,
+}
+
+impl FromRequestParts<AppState> for QueryOrHeaderAuth {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> AppResult<Self> {
+        let has_header =
+            parts.headers.contains_key("authorization") || parts.headers.contains_key("x-api-key");
+        let query = axum::extract::Query::<TokenQuery>::try_from_uri(&parts.uri)
+            .map_err(|err| AppError::BadRequest(err.body_text()))?
+            .0;
+        match query.token {
+            Some(token) if !has_header => {
+                let principal = Principal::from_token(state, &token).await?;
+                let requested = requested_tenant(parts)?.or(query.tenant_id);
+                Ok(Self(
+                    TenantAuth::resolve(state, principal, requested).await?,
+                ))
+            }
+            _ => Ok(Self(TenantAuth::from_request_parts(parts, state).await?)),
+        }
+    }
+}
+
+/// The tenant named by `X-Tenant-Id`, if any.
+pub fn requested_tenant(parts: &Parts) -> AppResult<Option<Uuid>> {
+    header(parts, "x-tenant-id")?
+        .map(|v| {
+            Uuid::parse_str(v.trim())
+                .map_err(|_| AppError::BadRequest("X-Tenant-Id must be a UUID".into()))
+        })
+        .transpose()
+}
+
+impl Principal {
+    /// The caller a bare token names: an access token (JWT) or an API key. For clients that
+    /// cannot set headers, such as browsers opening a WebSocket (`?token=`).
+    pub async fn from_token(state: &AppState, token: &str) -> AppResult<Self> {
+        let token = token.trim();
+        if token.starts_with("sk_") || state.settings.api_secret_key.as_deref() == Some(token) {
+            return principal_from_api_key(state, token).await;
+        }
+        let id = state.jwt.verify(token)?;
+        user_principal(state, id).await
+    }
+}
+
+async fn user_principal(state: &AppState, id: Uuid) -> AppResult<Principal> {
+    // A deleted user's tokens stop working at once.
+    let exists = sqlx::query_scalar!(
+        "SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS \"e!\"",
+        id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if !exists {
+        return Err(AppError::Unauthorized(
+            "the account no longer exists".into(),
+        ));
+    }
+    Ok(Principal::User { id })
+}
+
+impl TenantAuth {
+    /// The tenant a principal acts in: an API key's own, the one requested, or a user's first.
+    pub async fn resolve(
+        state: &AppState,
+        principal: Principal,
+        requested: Option<Uuid>,
+    ) -> AppResult<Self> {
         let (tenant_id, role) = match &principal {
             Principal::ApiKey {
                 tenant_id, role, ..

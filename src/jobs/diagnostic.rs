@@ -51,7 +51,10 @@ pub async fn record(ctx: &JobContext) -> Result<Value, JobError> {
 pub async fn sleep(ctx: &JobContext) -> Result<Value, JobError> {
     let ms = param_ms(ctx, "ms")?;
     for step in 1..=10u8 {
-        tokio::time::sleep(Duration::from_millis(ms / 10)).await;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(ms / 10)) => {}
+            _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
+        }
         ctx.progress(
             i16::from(step) * 10,
             &format!("slept {} ms", ms * u64::from(step) / 10),

@@ -15,7 +15,9 @@ use crate::state::AppState;
 
 /// Queues, named explicitly. Each gets its own consumers in every worker process.
 pub const DEFAULT_QUEUE: &str = "strata.default";
-pub const QUEUES: &[&str] = &[DEFAULT_QUEUE];
+/// Terraform runs: long, and few at a time per worker.
+pub const PROVISIONING_QUEUE: &str = "strata.provisioning";
+pub const QUEUES: &[&str] = &[DEFAULT_QUEUE, PROVISIONING_QUEUE];
 
 /// Every kind of job Strata runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -32,6 +34,15 @@ pub enum JobKind {
     /// Fails with `params.message`; retried up to `max_attempts`.
     #[serde(rename = "diagnostic.fail")]
     DiagnosticFail,
+    /// Creates or changes a resource (`terraform plan` and `apply`).
+    #[serde(rename = "resource.apply")]
+    ResourceApply,
+    /// Destroys a resource (`terraform destroy`).
+    #[serde(rename = "resource.destroy")]
+    ResourceDestroy,
+    /// Stop, start, terminate or health-check a resource.
+    #[serde(rename = "resource.action")]
+    ResourceAction,
 }
 
 impl JobKind {
@@ -41,11 +52,24 @@ impl JobKind {
             JobKind::DiagnosticRecord => "diagnostic.record",
             JobKind::DiagnosticSleep => "diagnostic.sleep",
             JobKind::DiagnosticFail => "diagnostic.fail",
+            JobKind::ResourceApply => "resource.apply",
+            JobKind::ResourceDestroy => "resource.destroy",
+            JobKind::ResourceAction => "resource.action",
         }
     }
 
     pub fn queue(self) -> &'static str {
-        DEFAULT_QUEUE
+        match self {
+            JobKind::ResourceApply | JobKind::ResourceDestroy | JobKind::ResourceAction => {
+                PROVISIONING_QUEUE
+            }
+            _ => DEFAULT_QUEUE,
+        }
+    }
+
+    /// Whether users may start this kind directly through `POST /tasks`.
+    pub fn is_diagnostic(self) -> bool {
+        self.as_str().starts_with("diagnostic.")
     }
 
     /// Deliveries before the task is failed for good.
@@ -55,7 +79,10 @@ impl JobKind {
 
     /// Longest a single run may take.
     pub fn timeout(self) -> Duration {
-        Duration::from_secs(15 * 60)
+        match self.queue() {
+            PROVISIONING_QUEUE => Duration::from_secs(3 * 3600),
+            _ => Duration::from_secs(15 * 60),
+        }
     }
 
     /// Runs the job. Handlers must be idempotent: a job may be delivered again after a crash.
@@ -65,6 +92,9 @@ impl JobKind {
             JobKind::DiagnosticRecord => diagnostic::record(ctx).await,
             JobKind::DiagnosticSleep => diagnostic::sleep(ctx).await,
             JobKind::DiagnosticFail => diagnostic::fail(ctx).await,
+            JobKind::ResourceApply | JobKind::ResourceDestroy | JobKind::ResourceAction => {
+                crate::deployments::job::run(ctx).await
+            }
         }
     }
 }
@@ -85,6 +115,9 @@ pub struct JobContext {
     pub params: Value,
     pub attempt: i32,
     pub worker: String,
+    /// Cancelled when the task is cancelled: a job stops its work and returns
+    /// [`JobError::Cancelled`]; one that does not is abandoned after a grace period.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 impl JobContext {
@@ -111,6 +144,9 @@ pub enum JobError {
     /// Will fail again however often it is tried (bad parameters, a rejected plan).
     #[error("{0}")]
     Fatal(String),
+    /// Stopped because the task was cancelled.
+    #[error("cancelled")]
+    Cancelled,
 }
 
 impl From<sqlx::Error> for JobError {

@@ -22,6 +22,9 @@ use uuid::Uuid;
 use super::{JobContext, JobError, JobKind, JobRef, QUEUES};
 use crate::state::AppState;
 
+/// How long a cancelled job may take to stop by itself before it is abandoned.
+const CANCEL_GRACE: Duration = Duration::from_secs(60);
+
 /// The channel `POST /tasks/{id}/cancel` notifies with the task id.
 pub const CANCEL_CHANNEL: &str = "strata_task_cancel";
 
@@ -283,6 +286,7 @@ impl Executor {
     }
 
     async fn run_kind(&self, kind: JobKind, task_id: Uuid, task: &Claimed) -> Outcome {
+        let cancel = self.running.register(task_id);
         let ctx = JobContext {
             state: self.state.clone(),
             task_id,
@@ -290,19 +294,36 @@ impl Executor {
             params: task.params.clone(),
             attempt: task.attempts,
             worker: self.worker.clone(),
+            cancel: cancel.clone(),
         };
-        let cancelled = self.running.register(task_id);
         let timeout = kind.timeout();
-        let outcome = tokio::select! {
-            result = kind.run(&ctx) => match result {
-                Ok(value) => Outcome::Succeeded(value),
-                Err(err) => Outcome::Failed(err),
-            },
-            _ = cancelled.cancelled() => Outcome::Cancelled,
-            _ = tokio::time::sleep(timeout) => Outcome::TimedOut(timeout),
+        let job = kind.run(&ctx);
+        tokio::pin!(job);
+        let result = tokio::select! {
+            result = &mut job => Some(result),
+            _ = cancel.cancelled() => None,
+            _ = tokio::time::sleep(timeout) => {
+                // Past its time: ask the job to stop as if cancelled, then report the timeout.
+                cancel.cancel();
+                let _ = tokio::time::timeout(CANCEL_GRACE, &mut job).await;
+                self.running.remove(task_id);
+                return Outcome::TimedOut(timeout);
+            }
+        };
+        // A cancelled job gets time to stop its work cleanly (Terraform releases its lock).
+        let result = match result {
+            Some(result) => result,
+            None => tokio::time::timeout(CANCEL_GRACE, &mut job)
+                .await
+                .unwrap_or(Err(JobError::Cancelled)),
         };
         self.running.remove(task_id);
-        outcome
+        match result {
+            Ok(value) => Outcome::Succeeded(value),
+            Err(JobError::Cancelled) => Outcome::Cancelled,
+            Err(_) if cancel.is_cancelled() => Outcome::Cancelled,
+            Err(err) => Outcome::Failed(err),
+        }
     }
 
     async fn finish(
@@ -425,6 +446,7 @@ async fn retention_loop(state: AppState, retention: Duration, shutdown: Cancella
 }
 
 pub async fn delete_finished_jobs(state: &AppState, retention: Duration) -> anyhow::Result<u64> {
+    crate::idempotency::delete_expired(&state.db).await?;
     let seconds = retention.as_secs_f64();
     let jobs = sqlx::query!(
         "DELETE FROM apalis.jobs

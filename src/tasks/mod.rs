@@ -336,6 +336,12 @@ async fn create_task(
     Json(body): Json<CreateTask>,
 ) -> AppResult<(StatusCode, Json<TaskAccepted>)> {
     auth.require(Role::Admin)?;
+    if !body.kind.is_diagnostic() {
+        return Err(AppError::invalid(
+            "kind",
+            "only diagnostic tasks start here; other work starts from its resource",
+        ));
+    }
     let params = body.params.unwrap_or(Value::Object(Default::default()));
     if !params.is_object() {
         return Err(AppError::invalid("params", "must be a JSON object"));

@@ -194,6 +194,7 @@ pub fn test_settings() -> Settings {
         jwt_ttl: Duration::from_secs(3600),
         api_secret_key: Some(OPERATOR_KEY.into()),
         terraform: std::env::var("STRATA_TERRAFORM").unwrap_or_else(|_| "terraform".into()),
+        terraform_plugin_dir: None,
         data_dir: std::env::temp_dir(),
     }
 }
@@ -299,6 +300,24 @@ impl TestApp {
         }
     }
 
+    /// Serves the application on a real socket (for WebSocket clients); returns its address.
+    pub async fn serve(&self) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let router = self.router.clone();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        address
+    }
+
+    /// A sandbox provider in the caller's tenant; returns its id.
+    pub async fn sandbox(&self, who: &As) -> String {
+        let provider = self
+            .post("/api/v1/providers", who, json!({"provider_type": "sandbox", "display_name": format!("sandbox-{}", Uuid::new_v4())}))
+            .await;
+        provider.assert_status(StatusCode::CREATED);
+        provider.body["id"].as_str().unwrap().to_string()
+    }
+
     pub async fn raw(&self, request: Request<Body>) -> Response {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
@@ -400,7 +419,7 @@ impl TestApp {
 
     /// Waits until the task has finished, and returns it.
     pub async fn wait_for_task(&self, who: &As, task_id: &str) -> Value {
-        for _ in 0..200 {
+        for _ in 0..1200 {
             let task = self.get(&format!("/api/v1/tasks/{task_id}"), who).await;
             task.assert_status(StatusCode::OK);
             if ["succeeded", "failed", "cancelled"].contains(&task.body["status"].as_str().unwrap())
@@ -433,4 +452,31 @@ pub fn process_env(url: &str) -> Vec<(&'static str, String)> {
         ("JWT_SECRET", "test-jwt-secret-0123456789".into()),
         ("STRATA_LOG", "warn".into()),
     ]
+}
+
+/// Reads WebSocket text messages as JSON until `end` (or `stop_after` messages); returns them.
+pub async fn read_ws(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    stop_after: Option<usize>,
+) -> Vec<Value> {
+    use futures::StreamExt;
+    let mut messages = Vec::new();
+    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_secs(60), socket.next()).await
+    {
+        match message.unwrap() {
+            tokio_tungstenite::tungstenite::Message::Text(text) => {
+                let value: Value = serde_json::from_str(&text).unwrap();
+                let end = value["type"] == "end";
+                messages.push(value);
+                if end || stop_after.is_some_and(|n| messages.len() >= n) {
+                    break;
+                }
+            }
+            tokio_tungstenite::tungstenite::Message::Close(_) => break,
+            _ => {}
+        }
+    }
+    messages
 }

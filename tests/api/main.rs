@@ -9,6 +9,7 @@ mod docs_and_metrics;
 mod health;
 mod helpers;
 mod providers;
+mod resources;
 mod tasks;
 mod tenants;
 mod workers;

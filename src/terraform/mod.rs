@@ -1,3 +1,9 @@
+//! The `terraform` executable: discovery, version, configuration rendering and runs.
+
+pub mod render;
+pub mod run;
+
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -8,6 +14,8 @@ use tokio::sync::Mutex;
 #[derive(Clone)]
 pub struct Terraform {
     program: Arc<str>,
+    /// A filesystem mirror of provider plugins, for machines that cannot download them.
+    pub plugin_dir: Option<PathBuf>,
     version: Arc<Mutex<Option<CachedVersion>>>,
 }
 
@@ -23,8 +31,14 @@ impl Terraform {
     pub fn new(program: &str) -> Self {
         Self {
             program: program.into(),
+            plugin_dir: None,
             version: Arc::default(),
         }
+    }
+
+    pub fn with_plugin_dir(mut self, plugin_dir: Option<PathBuf>) -> Self {
+        self.plugin_dir = plugin_dir;
+        self
     }
 
     pub fn program(&self) -> &str {

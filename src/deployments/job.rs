@@ -1,0 +1,788 @@
+//! The worker side of a deployment: wait for the resource's earlier deployments, render the
+//! configuration, run Terraform against the state in Postgres, and write back what it did.
+//!
+//! Delivery is at least once. A deployment already finished is not run again; one found
+//! `running` (its worker died) is run again from the start: plan and apply converge on the
+//! saved state, so nothing is created twice.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value, json};
+use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::logs::LogWriter;
+use crate::jobs::{JobContext, JobError};
+use crate::terraform::render;
+use crate::terraform::run::{self, Limits, RunError, Stream};
+
+/// The pg backend's schema for Terraform state: one workspace per resource.
+pub const STATE_SCHEMA: &str = "terraform_state";
+
+/// The state workspace of a resource.
+pub fn workspace(resource_id: Uuid) -> String {
+    format!("res-{resource_id}")
+}
+
+struct Loaded {
+    tenant_id: Uuid,
+    resource_id: Uuid,
+    provider_id: Uuid,
+    operation: String,
+    action: Option<String>,
+    status: String,
+    desired: Value,
+    created_at: DateTime<Utc>,
+    kind: String,
+    name: String,
+    region: Option<String>,
+    provider_type: String,
+    credential_id: Option<Uuid>,
+}
+
+fn deployment_id(ctx: &JobContext) -> Result<Uuid, JobError> {
+    ctx.params
+        .get("deployment_id")
+        .and_then(Value::as_str)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| JobError::Fatal("params.deployment_id is missing".into()))
+}
+
+pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
+    let id = deployment_id(ctx)?;
+    let db = &ctx.state.db;
+    let d = sqlx::query_as!(
+        Loaded,
+        "SELECT d.tenant_id, d.resource_id, r.provider_id, d.operation, d.action, d.status, d.desired,
+                d.created_at, r.kind, r.name, r.region, p.provider_type, p.credential_id
+         FROM deployments d
+         JOIN resources r ON r.id = d.resource_id
+         JOIN providers p ON p.id = r.provider_id
+         WHERE d.id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| JobError::Fatal(format!("deployment {id} does not exist")))?;
+    if matches!(d.status.as_str(), "succeeded" | "failed" | "cancelled") {
+        return Ok(json!({ "deployment_id": id, "status": d.status }));
+    }
+
+    // Held for the whole run; released when the connection closes, even if this worker dies.
+    let _turn = wait_for_turn(ctx, id, &d).await?;
+    let attempt = sqlx::query_scalar!(
+        "UPDATE deployments SET status = 'running', waiting_reason = NULL, attempts = attempts + 1,
+                started_at = COALESCE(started_at, now())
+         WHERE id = $1 RETURNING attempts",
+        id
+    )
+    .fetch_one(db)
+    .await?;
+
+    let secrets = match d.credential_id {
+        Some(credential_id) => {
+            crate::credentials::open_secrets(&ctx.state, d.tenant_id, credential_id)
+                .await
+                .map_err(|err| {
+                    JobError::Fatal(format!("cannot open the provider's credential: {err}"))
+                })?
+        }
+        None => Map::new(),
+    };
+    let secret_values: Vec<String> = secrets
+        .values()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    let log = LogWriter::start(db.clone(), id, secret_values).await?;
+    log.line(
+        "info",
+        "system",
+        format!(
+            "attempt {attempt} on {}: {} {}",
+            ctx.worker,
+            d.operation,
+            d.action.as_deref().unwrap_or("")
+        )
+        .trim_end()
+        .to_string(),
+    );
+
+    let workdir = std::env::temp_dir()
+        .join("strata-runs")
+        .join(format!("{id}-{attempt}"));
+    let mut run = Run {
+        ctx,
+        log: &log,
+        dir: workdir.clone(),
+        env: terraform_env(ctx, &d, &workdir, &secrets),
+        summary: None,
+        progress: Map::new(),
+        diagnostics: Vec::new(),
+        stderr_tail: Vec::new(),
+    };
+    let result = run.execute(id, &d).await;
+    let (progress, diagnostics, summary) = (
+        run.progress.clone(),
+        run.diagnostics.clone(),
+        run.summary.clone(),
+    );
+    drop(run);
+    let _ = tokio::fs::remove_dir_all(&workdir).await;
+
+    match &result {
+        Ok(_) => log.line("info", "system", "deployment succeeded"),
+        Err(JobError::Cancelled) => log.line("warn", "system", "deployment cancelled"),
+        Err(err) => log.line("error", "system", format!("deployment failed: {err}")),
+    }
+    // Every line is stored before the final status, so a reader that sees the status has them all.
+    log.finish().await;
+    finish(ctx, id, &d, &result, progress, diagnostics, summary).await?;
+    result
+}
+
+/// Waits until every earlier deployment of the resource has finished and no other worker runs
+/// this resource, reporting why on the task and the deployment meanwhile. Returns the
+/// connection that holds the resource's advisory lock.
+async fn wait_for_turn(ctx: &JobContext, id: Uuid, d: &Loaded) -> Result<PgConnection, JobError> {
+    let db = &ctx.state.db;
+    let mut lock = PgConnection::connect_with(&db.connect_options()).await?;
+    let mut reported: Option<String> = None;
+    loop {
+        let blocker = sqlx::query_scalar!(
+            "SELECT d.id FROM deployments d JOIN tasks t ON t.id = d.task_id
+             WHERE d.resource_id = $1 AND d.status IN ('queued', 'running')
+               AND t.status IN ('queued', 'running')
+               AND (d.created_at, d.id) < ($2, $3)
+             ORDER BY d.created_at, d.id LIMIT 1",
+            d.resource_id,
+            d.created_at,
+            id
+        )
+        .fetch_optional(db)
+        .await?;
+        let locked = blocker.is_none()
+            && sqlx::query_scalar!(
+                r#"SELECT pg_try_advisory_lock(('x' || substr(md5($1::text), 1, 16))::bit(64)::bigint) AS "locked!""#,
+                d.resource_id.to_string()
+            )
+            .fetch_one(&mut lock)
+            .await?;
+        if locked {
+            if reported.is_some() {
+                sqlx::query!(
+                    "UPDATE tasks SET status = 'running', progress_message = NULL, updated_at = now()
+                     WHERE id = $1 AND status = 'queued'",
+                    ctx.task_id
+                )
+                .execute(db)
+                .await?;
+            }
+            return Ok(lock);
+        }
+        let reason = match blocker {
+            Some(other) => format!("waiting for deployment {other}"),
+            None => "waiting for another run of this resource".to_string(),
+        };
+        if reported.as_deref() != Some(reason.as_str()) {
+            sqlx::query!(
+                "UPDATE deployments SET waiting_reason = $2 WHERE id = $1",
+                id,
+                reason
+            )
+            .execute(db)
+            .await?;
+            sqlx::query!(
+                "UPDATE tasks SET status = 'queued', progress_message = $2, updated_at = now()
+                 WHERE id = $1 AND status IN ('running', 'queued')",
+                ctx.task_id,
+                reason
+            )
+            .execute(db)
+            .await?;
+            reported = Some(reason);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = ctx.cancel.cancelled() => return Err(JobError::Cancelled),
+        }
+    }
+}
+
+/// Whether the state workspace exists (the pg backend creates its schema on first use).
+async fn workspace_exists(db: &sqlx::PgPool, name: &str) -> bool {
+    sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(format!(
+        "SELECT EXISTS (SELECT 1 FROM {STATE_SCHEMA}.states WHERE name = $1)"
+    )))
+    .bind(name)
+    .fetch_one(db)
+    .await
+    .unwrap_or(false)
+}
+
+/// Terraform's whole environment: nothing of the worker's own but PATH.
+fn terraform_env(
+    ctx: &JobContext,
+    d: &Loaded,
+    dir: &std::path::Path,
+    secrets: &Map<String, Value>,
+) -> Vec<(String, String)> {
+    let options = ctx.state.db.connect_options();
+    let mut env = vec![
+        (
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_default(),
+        ),
+        ("HOME".to_string(), dir.display().to_string()),
+        ("TF_IN_AUTOMATION".to_string(), "1".to_string()),
+        ("CHECKPOINT_DISABLE".to_string(), "1".to_string()),
+        (
+            "TF_CLI_CONFIG_FILE".to_string(),
+            dir.join(render::CLI_CONFIG).display().to_string(),
+        ),
+        (
+            "PG_CONN_STR".to_string(),
+            backend_connection_string(&options),
+        ),
+        ("PG_SCHEMA_NAME".to_string(), STATE_SCHEMA.to_string()),
+    ];
+    let get = |key: &str| {
+        secrets
+            .get(key)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let region = d.region.clone().unwrap_or_default();
+    let pairs: Vec<(&str, String)> = match d.provider_type.as_str() {
+        "aws" => vec![
+            ("AWS_ACCESS_KEY_ID", get("access_key")),
+            ("AWS_SECRET_ACCESS_KEY", get("secret_key")),
+            ("AWS_REGION", region),
+        ],
+        "azure" => vec![
+            ("ARM_CLIENT_ID", get("client_id")),
+            ("ARM_CLIENT_SECRET", get("client_secret")),
+            ("ARM_TENANT_ID", get("tenant_id")),
+            ("ARM_SUBSCRIPTION_ID", get("subscription_id")),
+        ],
+        "gcp" => vec![
+            ("GOOGLE_CREDENTIALS", get("service_account_json")),
+            ("GOOGLE_PROJECT", get("project_id")),
+        ],
+        "cloudflare" => vec![("CLOUDFLARE_API_TOKEN", get("api_token"))],
+        "oci" => vec![
+            ("TF_VAR_oci_tenancy_ocid", get("tenancy_ocid")),
+            ("TF_VAR_oci_user_ocid", get("user_ocid")),
+            ("TF_VAR_oci_fingerprint", get("fingerprint")),
+            ("TF_VAR_oci_private_key", get("private_key")),
+        ],
+        "proxmox" => vec![
+            ("PROXMOX_VE_ENDPOINT", get("endpoint")),
+            (
+                "PROXMOX_VE_API_TOKEN",
+                format!("{}={}", get("token_id"), get("token_secret")),
+            ),
+        ],
+        "databricks" => vec![
+            ("DATABRICKS_HOST", get("host")),
+            ("DATABRICKS_TOKEN", get("token")),
+        ],
+        _ => vec![],
+    };
+    env.extend(
+        pairs
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, v)| (k.to_string(), v)),
+    );
+    env
+}
+
+/// The database as Terraform's pg backend (lib/pq) wants it: a URL, TLS as the pool has it
+/// (lib/pq would otherwise insist on TLS).
+fn backend_connection_string(options: &sqlx::postgres::PgConnectOptions) -> String {
+    use sqlx::ConnectOptions;
+    let mode = match options.get_ssl_mode() {
+        sqlx::postgres::PgSslMode::Require => "require",
+        sqlx::postgres::PgSslMode::VerifyCa => "verify-ca",
+        sqlx::postgres::PgSslMode::VerifyFull => "verify-full",
+        _ => "disable",
+    };
+    let mut url = options.to_url_lossy();
+    url.set_query(Some(&format!("sslmode={mode}")));
+    url.to_string()
+}
+
+struct Run<'a> {
+    ctx: &'a JobContext,
+    log: &'a LogWriter,
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+    summary: Option<Value>,
+    progress: Map<String, Value>,
+    diagnostics: Vec<Value>,
+    /// The last lines Terraform wrote to stderr, for the error of a failed command.
+    stderr_tail: Vec<String>,
+}
+
+/// What one Terraform command left behind.
+struct Finished {
+    code: i32,
+    stdout: String,
+}
+
+impl Run<'_> {
+    async fn execute(&mut self, id: Uuid, d: &Loaded) -> Result<Value, JobError> {
+        let structure = d
+            .desired
+            .get("structure")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let main_tf = render::render(&d.provider_type, &d.kind, &structure)
+            .map_err(|err| JobError::Fatal(format!("{err:#}")))?;
+        let variables = variables(d);
+        render::write_workdir(
+            &self.dir,
+            &main_tf,
+            &variables,
+            self.ctx.state.terraform.plugin_dir.as_deref(),
+        )
+        .map_err(|err| JobError::Retryable(format!("cannot write the working directory: {err}")))?;
+
+        let init = self
+            .command(&["init", "-input=false", "-no-color"], false)
+            .await?;
+        self.check(init, "terraform init")?;
+        // Creating a workspace takes the pg backend's global creation lock: `workspace new`
+        // waits for it (`select -or-create` would fail at once if another run holds it).
+        let name = workspace(d.resource_id);
+        let select = if workspace_exists(&self.ctx.state.db, &name).await {
+            self.command(&["workspace", "select", "-no-color", &name], false)
+                .await?
+        } else {
+            self.command(
+                &["workspace", "new", "-lock-timeout=120s", "-no-color", &name],
+                false,
+            )
+            .await?
+        };
+        self.check(select, "terraform workspace")?;
+
+        let lock = "-lock-timeout=120s";
+        match (d.operation.as_str(), d.action.as_deref()) {
+            ("action", Some("health_check")) => {
+                let plan = self
+                    .command(
+                        &[
+                            "plan",
+                            "-refresh-only",
+                            "-detailed-exitcode",
+                            "-json",
+                            "-input=false",
+                            "-no-color",
+                            lock,
+                        ],
+                        true,
+                    )
+                    .await?;
+                return match plan.code {
+                    0 => Ok(json!({"deployment_id": id, "healthy": true, "drift": false})),
+                    2 => Ok(json!({"deployment_id": id, "healthy": false, "drift": true})),
+                    _ => Err(self.failure("terraform plan -refresh-only")),
+                };
+            }
+            ("destroy", _) => {
+                let destroy = self
+                    .command(
+                        &[
+                            "destroy",
+                            "-auto-approve",
+                            "-json",
+                            "-input=false",
+                            "-no-color",
+                            lock,
+                        ],
+                        true,
+                    )
+                    .await?;
+                self.check(destroy, "terraform destroy")?;
+            }
+            _ => {
+                let plan = self
+                    .command(
+                        &[
+                            "plan",
+                            "-json",
+                            "-input=false",
+                            "-no-color",
+                            lock,
+                            "-out=plan.tfplan",
+                        ],
+                        true,
+                    )
+                    .await?;
+                self.check(plan, "terraform plan")?;
+                self.save_progress(id).await?;
+                let apply = self
+                    .command(
+                        &[
+                            "apply",
+                            "-json",
+                            "-input=false",
+                            "-no-color",
+                            lock,
+                            "plan.tfplan",
+                        ],
+                        true,
+                    )
+                    .await?;
+                self.check(apply, "terraform apply")?;
+            }
+        }
+        let outputs = self
+            .command(&["output", "-json", "-no-color"], false)
+            .await?;
+        let outputs: Map<String, Value> =
+            serde_json::from_str::<Map<String, Value>>(&outputs.stdout)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, o)| o.get("sensitive") != Some(&Value::Bool(true)))
+                .filter_map(|(name, o)| Some((name, o.get("value")?.clone())))
+                .collect();
+        Ok(json!({"deployment_id": id, "outputs": outputs}))
+    }
+
+    fn check(&self, finished: Finished, what: &str) -> Result<Finished, JobError> {
+        if finished.code == 0 {
+            Ok(finished)
+        } else {
+            Err(self.failure(what))
+        }
+    }
+
+    /// The error for a failed command: Terraform's first error diagnostic, or its last
+    /// lines on stderr.
+    fn failure(&self, what: &str) -> JobError {
+        let detail = self
+            .diagnostics
+            .iter()
+            .find(|d| d.get("severity").and_then(Value::as_str) == Some("error"))
+            .map(|d| {
+                let summary = d.get("summary").and_then(Value::as_str).unwrap_or_default();
+                let detail = d.get("detail").and_then(Value::as_str).unwrap_or_default();
+                if detail.is_empty() {
+                    summary.to_string()
+                } else {
+                    format!("{summary}: {detail}")
+                }
+            });
+        let detail =
+            detail.or_else(|| (!self.stderr_tail.is_empty()).then(|| self.stderr_tail.join(" ")));
+        JobError::Fatal(match detail {
+            Some(detail) => format!("{what} failed: {detail}"),
+            None => format!("{what} failed"),
+        })
+    }
+
+    async fn save_progress(&self, id: Uuid) -> Result<(), JobError> {
+        sqlx::query!(
+            "UPDATE deployments SET plan_summary = COALESCE($2, plan_summary), progress = $3, diagnostics = $4
+             WHERE id = $1",
+            id,
+            self.summary,
+            Value::Object(self.progress.clone()),
+            Value::Array(self.diagnostics.clone())
+        )
+        .execute(&self.ctx.state.db)
+        .await?;
+        Ok(())
+    }
+
+    /// Runs one Terraform command, logging its output (parsed when `json`).
+    async fn command(&mut self, args: &[&str], json: bool) -> Result<Finished, JobError> {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let program = self.ctx.state.terraform.program().to_string();
+        let (dir, env, cancel) = (self.dir.clone(), self.env.clone(), self.ctx.cancel.clone());
+        let capture_stdout = args.first().map(String::as_str) == Some("output");
+        let running = async move {
+            let result =
+                run::run(&program, &args, &dir, &env, Limits::default(), &cancel, &tx).await;
+            drop(tx);
+            result
+        };
+        let mut stdout = String::new();
+        let consume = async {
+            while let Some((stream, line)) = rx.recv().await {
+                if capture_stdout && stream == Stream::Stdout {
+                    stdout.push_str(&line);
+                    stdout.push('\n');
+                } else if json && stream == Stream::Stdout {
+                    self.event(&line);
+                } else if !line.trim().is_empty() {
+                    if stream == Stream::Stderr {
+                        if self.stderr_tail.len() == 5 {
+                            self.stderr_tail.remove(0);
+                        }
+                        self.stderr_tail.push(line.trim().to_string());
+                    }
+                    let level = if stream == Stream::Stderr {
+                        "error"
+                    } else {
+                        "info"
+                    };
+                    let type_ = if stream == Stream::Stderr {
+                        "stderr"
+                    } else {
+                        "stdout"
+                    };
+                    self.log.line(level, type_, line);
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(running, consume);
+        match result {
+            Ok(code) => Ok(Finished { code, stdout }),
+            Err(RunError::Cancelled) => Err(JobError::Cancelled),
+            Err(RunError::Spawn(err)) => Err(JobError::Retryable(format!(
+                "cannot start terraform: {err}"
+            ))),
+            Err(err) => Err(JobError::Fatal(err.to_string())),
+        }
+    }
+
+    /// One line of Terraform's `-json` stream: logged as its human message, and read for the
+    /// plan summary, per-resource progress and diagnostics.
+    fn event(&mut self, line: &str) {
+        let Ok(event) = serde_json::from_str::<Value>(line) else {
+            self.log.line("info", "stdout", line);
+            return;
+        };
+        let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default();
+        let type_ = text("type").to_string();
+        let level = match text("@level") {
+            "" => "info",
+            level => level,
+        };
+        let ts = text("@timestamp")
+            .parse::<DateTime<Utc>>()
+            .unwrap_or_else(|_| Utc::now());
+        let mut message = text("@message").to_string();
+        match type_.as_str() {
+            "change_summary" => {
+                if let Some(changes) = event.get("changes") {
+                    let count = |k: &str| changes.get(k).cloned().unwrap_or(Value::from(0));
+                    let summary = json!({"add": count("add"), "change": count("change"), "remove": count("remove")});
+                    if changes.get("operation").and_then(Value::as_str) == Some("plan")
+                        || self.summary.is_none()
+                    {
+                        self.summary = Some(summary);
+                    }
+                }
+            }
+            "apply_start" | "apply_progress" | "apply_complete" | "apply_errored" => {
+                let hook = event.get("hook");
+                let address = hook
+                    .and_then(|h| h.pointer("/resource/addr"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+                    .to_string();
+                let status = match type_.as_str() {
+                    "apply_start" | "apply_progress" => "running",
+                    "apply_complete" => "complete",
+                    _ => "errored",
+                };
+                self.progress.insert(
+                    address,
+                    json!({
+                        "action": hook.and_then(|h| h.get("action")).cloned().unwrap_or(Value::Null),
+                        "status": status,
+                        "elapsed_seconds": hook.and_then(|h| h.get("elapsed_seconds")).cloned().unwrap_or(Value::from(0)),
+                    }),
+                );
+            }
+            "diagnostic" => {
+                if let Some(diagnostic) = event.get("diagnostic") {
+                    self.diagnostics.push(diagnostic.clone());
+                    let detail = diagnostic
+                        .get("detail")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    if !detail.is_empty() {
+                        message = format!("{message}: {detail}");
+                    }
+                }
+            }
+            _ => {}
+        }
+        self.log.line_at(ts, level, &type_, message);
+    }
+}
+
+/// The Terraform variables: the resource's identity and the desired spec, tags and power state.
+fn variables(d: &Loaded) -> Value {
+    let mut variables = Map::new();
+    variables.insert("resource_id".into(), json!(d.resource_id));
+    variables.insert("name".into(), json!(d.name));
+    variables.insert("region".into(), json!(d.region.clone().unwrap_or_default()));
+    variables.insert(
+        "tags".into(),
+        d.desired.get("tags").cloned().unwrap_or(json!({})),
+    );
+    variables.insert(
+        "power_state".into(),
+        d.desired
+            .get("power_state")
+            .cloned()
+            .unwrap_or(json!("running")),
+    );
+    for part in ["spec", "derived"] {
+        if let Some(values) = d.desired.get(part).and_then(Value::as_object) {
+            variables.extend(values.clone());
+        }
+    }
+    Value::Object(variables)
+}
+
+/// Records the outcome on the deployment and the resource, and announces it.
+async fn finish(
+    ctx: &JobContext,
+    id: Uuid,
+    d: &Loaded,
+    result: &Result<Value, JobError>,
+    progress: Map<String, Value>,
+    diagnostics: Vec<Value>,
+    summary: Option<Value>,
+) -> Result<(), JobError> {
+    let (status, error) = match result {
+        Ok(_) => ("succeeded", None),
+        Err(JobError::Cancelled) => ("cancelled", Some("cancelled by request".to_string())),
+        Err(err) => ("failed", Some(err.to_string())),
+    };
+    let outputs = result.as_ref().ok().and_then(|r| r.get("outputs")).cloned();
+    let mut tx = ctx.state.db.begin().await?;
+    sqlx::query!(
+        "UPDATE deployments SET status = $2, error = $3, outputs = $4, progress = $5, diagnostics = $6,
+                plan_summary = COALESCE($7, plan_summary), finished_at = now(), waiting_reason = NULL
+         WHERE id = $1",
+        id,
+        status,
+        error,
+        outputs,
+        Value::Object(progress),
+        Value::Array(diagnostics),
+        summary
+    )
+    .execute(&mut *tx)
+    .await?;
+    if status == "succeeded" {
+        apply_outcome(&mut tx, d, outputs.as_ref()).await?;
+    }
+    let resource_status = crate::resources::settle_status(&mut tx, d.resource_id).await?;
+    let action = d.action.clone().unwrap_or_else(|| d.operation.clone());
+    crate::events::resource_changed(
+        &mut tx,
+        d.tenant_id,
+        d.resource_id,
+        d.provider_id,
+        &action,
+        &resource_status,
+    )
+    .await?;
+    sqlx::query!(
+        "SELECT pg_notify($1, $2)",
+        super::logs::LOG_CHANNEL,
+        id.to_string()
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What a successful run changes on the resource.
+async fn apply_outcome(
+    tx: &mut PgConnection,
+    d: &Loaded,
+    outputs: Option<&Value>,
+) -> Result<(), JobError> {
+    match (d.operation.as_str(), d.action.as_deref()) {
+        ("action", Some("health_check")) => {
+            sqlx::query!(
+                "UPDATE resources SET last_synced = now() WHERE id = $1",
+                d.resource_id
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        ("destroy", _) => {
+            sqlx::query!(
+                "UPDATE resources SET destroyed_at = now(), power_state = 'stopped', estimated_monthly_cost = 0,
+                        updated_at = now(), last_synced = now()
+                 WHERE id = $1",
+                d.resource_id
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+        _ => {
+            let outputs = outputs.cloned().unwrap_or(json!({}));
+            let cloud_id = [
+                "instance_id",
+                "bucket_id",
+                "network_id",
+                "record_id",
+                "cluster_id",
+                "id",
+            ]
+            .iter()
+            .find_map(|k| outputs.get(*k).and_then(Value::as_str))
+            .map(str::to_string);
+            let power_state = d
+                .desired
+                .get("power_state")
+                .and_then(Value::as_str)
+                .unwrap_or("running");
+            sqlx::query!(
+                "UPDATE resources SET attributes = $2, cloud_id = COALESCE($3, cloud_id), spec = $4, tags = $5,
+                        power_state = $6,
+                        estimated_monthly_cost = CASE WHEN $6 = 'stopped' THEN 0 ELSE cost_per_hour * $7 END,
+                        updated_at = now(), last_synced = now()
+                 WHERE id = $1",
+                d.resource_id,
+                outputs,
+                cloud_id,
+                d.desired.get("spec").cloned().unwrap_or(json!({})),
+                d.desired.get("tags").cloned().unwrap_or(json!({})),
+                power_state,
+                crate::pricing::HOURS_PER_MONTH
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_backend_connection_string_keeps_credentials_and_sets_tls() {
+        let options: sqlx::postgres::PgConnectOptions =
+            "postgres://u%27ser:pa%20ss@db.local:6543/strata"
+                .parse()
+                .unwrap();
+        let conn = backend_connection_string(&options);
+        assert_eq!(
+            conn,
+            "postgres://u'ser:pa%20ss@db.local:6543/strata?sslmode=disable"
+        );
+    }
+}
