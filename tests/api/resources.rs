@@ -9,14 +9,14 @@ use tokio_tungstenite::connect_async;
 
 use crate::helpers::{As, TestApp, read_ws};
 
-fn token(who: &As) -> String {
+pub fn token(who: &As) -> String {
     match who {
         As::Token(token) | As::Key(token) => token.clone(),
         As::Anonymous => String::new(),
     }
 }
 
-async fn create(
+pub async fn create(
     app: &TestApp,
     who: &As,
     provider: &str,
@@ -36,7 +36,7 @@ async fn create(
 }
 
 /// How many resources the Terraform state of a resource holds.
-async fn state_resources(app: &TestApp, resource_id: &str) -> Vec<String> {
+pub async fn state_resources(app: &TestApp, resource_id: &str) -> Vec<String> {
     let state: Option<String> =
         sqlx::query_scalar("SELECT data FROM terraform_state.states WHERE name = $1")
             .bind(format!("res-{resource_id}"))

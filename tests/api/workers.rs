@@ -276,3 +276,186 @@ async fn up_starts_a_private_postgres_reuses_it_and_stops_it_on_sigterm() {
     }
     let _ = std::fs::remove_dir_all(&data_dir);
 }
+
+fn spawn_serve(url: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .envs(process_env(url))
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn wait_listening(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "nothing listens on {port}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_apply_killed_with_its_worker_is_finished_by_another_exactly_once() {
+    use crate::helpers::TestApp;
+    use crate::resources::{create, state_resources};
+    let app = TestApp::spawn().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    let mut workers = vec![spawn_worker(&app.db.url), spawn_worker(&app.db.url)];
+    let accepted = create(
+        &app,
+        &admin,
+        &provider,
+        "vm",
+        "survivor",
+        json!({"boot_seconds": 8}),
+    )
+    .await;
+    let (task_id, deployment, id) = (
+        accepted["task_id"].as_str().unwrap(),
+        accepted["deployment_id"].as_str().unwrap(),
+        accepted["id"].as_str().unwrap(),
+    );
+
+    // Wait until the boot is under way, then kill the worker that runs it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = app
+            .get(&format!("/api/v1/deployments/{deployment}/logs"), &admin)
+            .await
+            .body;
+        if logs["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"].as_str().unwrap().contains("booting: 20%"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the apply did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let worker: String = sqlx::query_scalar("SELECT worker FROM tasks WHERE id = $1::uuid")
+        .bind(task_id)
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    // Worker names are queue@host/pid/ulid.
+    let pid: i32 = worker.split('/').nth(1).unwrap().parse().unwrap();
+    let victim = workers
+        .iter()
+        .position(|w| w.id() == Some(pid as u32))
+        .expect("one of ours");
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    workers[victim].wait().await.unwrap();
+    let killed_at = Instant::now();
+
+    let task = app.wait_for_task(&admin, task_id).await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(30),
+        "finished {:?} after the kill",
+        killed_at.elapsed()
+    );
+    let deployment_body = app
+        .get(&format!("/api/v1/deployments/{deployment}"), &admin)
+        .await
+        .body;
+    assert_eq!(
+        deployment_body["attempts"], 2,
+        "run again by the other worker"
+    );
+    let resource = app
+        .get(&format!("/api/v1/resources/{id}"), &admin)
+        .await
+        .body;
+    assert_eq!(resource["status"], "active");
+    let mut addresses = state_resources(&app, id).await;
+    addresses.sort();
+    assert_eq!(
+        addresses,
+        ["terraform_data.power", "terraform_data.vm"],
+        "the state holds exactly its resources"
+    );
+    assert_eq!(count(&app.db, "SELECT count(*) FROM resources").await, 1);
+    let logs = app
+        .get(&format!("/api/v1/deployments/{deployment}/logs"), &admin)
+        .await
+        .body;
+    let attempts = logs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["message"].as_str().unwrap().starts_with("attempt "))
+        .count();
+    assert_eq!(attempts, 2, "both attempts are in one log");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_processes_stream_the_log_of_a_third_processs_run() {
+    use crate::helpers::{TestApp, read_ws};
+    use crate::resources::{create, token};
+    let app = TestApp::spawn().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    let ports = [free_port(), free_port()];
+    let _servers: Vec<Child> = ports
+        .iter()
+        .map(|port| spawn_serve(&app.db.url, *port))
+        .collect();
+    for port in ports {
+        wait_listening(port).await;
+    }
+    let _worker = spawn_worker(&app.db.url);
+    let accepted = create(
+        &app,
+        &admin,
+        &provider,
+        "vm",
+        "watched",
+        json!({"boot_seconds": 2}),
+    )
+    .await;
+    let deployment = accepted["deployment_id"].as_str().unwrap();
+    let mut streams = Vec::new();
+    for port in ports {
+        let url = format!(
+            "ws://127.0.0.1:{port}/ws/deployments/{deployment}/logs?token={}",
+            token(&admin)
+        );
+        let (socket, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+        streams.push(socket);
+    }
+    let mut received = Vec::new();
+    for socket in &mut streams {
+        received.push(read_ws(socket, None).await);
+    }
+    assert_eq!(received[0].last().unwrap()["type"], "end");
+    assert_eq!(received[0].last().unwrap()["status"], "succeeded");
+    assert_eq!(
+        received[0], received[1],
+        "both replicas send the same lines"
+    );
+    let seqs: Vec<i64> = received[0]
+        .iter()
+        .filter_map(|m| m["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    assert!(received[0].iter().any(|m| {
+        m["message"]
+            .as_str()
+            .is_some_and(|t| t.contains("booting: 100%"))
+    }));
+}
