@@ -313,7 +313,7 @@ async fn a_vm_apply_killed_with_its_worker_is_finished_by_another_exactly_once()
     let app = TestApp::spawn().await;
     let (admin, _) = app.user("admin@example.com").await;
     let provider = app.sandbox(&admin).await;
-    let mut workers = vec![spawn_worker(&app.db.url), spawn_worker(&app.db.url)];
+    let mut workers = [spawn_worker(&app.db.url), spawn_worker(&app.db.url)];
     let accepted = create(
         &app,
         &admin,
