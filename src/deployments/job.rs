@@ -345,7 +345,7 @@ impl Run<'_> {
             .unwrap_or_default();
         let main_tf = render::render(&d.provider_type, &d.kind, &structure)
             .map_err(|err| JobError::Fatal(format!("{err:#}")))?;
-        let variables = variables(d);
+        let variables = variables(d.resource_id, &d.name, d.region.as_deref(), &d.desired);
         render::write_workdir(
             &self.dir,
             &main_tf,
@@ -625,24 +625,24 @@ impl Run<'_> {
 }
 
 /// The Terraform variables: the resource's identity and the desired spec, tags and power state.
-fn variables(d: &Loaded) -> Value {
+pub fn variables(resource_id: Uuid, name: &str, region: Option<&str>, desired: &Value) -> Value {
     let mut variables = Map::new();
-    variables.insert("resource_id".into(), json!(d.resource_id));
-    variables.insert("name".into(), json!(d.name));
-    variables.insert("region".into(), json!(d.region.clone().unwrap_or_default()));
+    variables.insert("resource_id".into(), json!(resource_id));
+    variables.insert("name".into(), json!(name));
+    variables.insert("region".into(), json!(region.unwrap_or_default()));
     variables.insert(
         "tags".into(),
-        d.desired.get("tags").cloned().unwrap_or(json!({})),
+        desired.get("tags").cloned().unwrap_or(json!({})),
     );
     variables.insert(
         "power_state".into(),
-        d.desired
+        desired
             .get("power_state")
             .cloned()
             .unwrap_or(json!("running")),
     );
     for part in ["spec", "derived"] {
-        if let Some(values) = d.desired.get(part).and_then(Value::as_object) {
+        if let Some(values) = desired.get(part).and_then(Value::as_object) {
             variables.extend(values.clone());
         }
     }

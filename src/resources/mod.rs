@@ -1,6 +1,7 @@
 //! Resources: what users ask Strata to create. Every change is a deployment run by a worker;
 //! the API answers 202 with the task at once.
 
+mod cloud_spec;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -279,16 +280,19 @@ async fn create_resource(
         .optional_text("region", body.region.as_deref(), 64);
     let tags = validate_tags(&mut v, &body.tags);
     v.finish()?;
-    let provider = sqlx::query_scalar!(
-        "SELECT provider_type FROM providers WHERE id = $1 AND tenant_id = $2",
+    let found = sqlx::query!(
+        "SELECT provider_type, region FROM providers WHERE id = $1 AND tenant_id = $2",
         body.provider_id,
         auth.tenant_id
     )
     .fetch_optional(&state.db)
     .await?
     .ok_or_else(|| AppError::invalid("provider_id", "no such provider"))?;
-    let validated = spec::validate(&provider, body.kind, &body.spec)?;
-    let cost_per_hour = price(&provider, &validated, body.region.as_deref());
+    let provider = found.provider_type;
+    // A resource lives in its own region, or else in its provider's.
+    let region = body.region.clone().or(found.region);
+    let validated = spec::validate(&provider, body.kind, &body.spec, region.as_deref())?;
+    let cost_per_hour = price(&provider, &validated, region.as_deref());
 
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
@@ -301,7 +305,7 @@ async fn create_resource(
         body.provider_id,
         body.kind.as_str(),
         body.name,
-        body.region,
+        region,
         validated.spec,
         json!(tags),
         cost_per_hour,
@@ -326,7 +330,7 @@ async fn create_resource(
             job: JobKind::ResourceApply,
             operation: "apply",
             action: None,
-            desired: json!({"spec": validated.spec, "tags": tags, "power_state": "running", "structure": validated.structure, "derived": validated.derived_variables()}),
+            desired: validated.desired(&json!(tags), "running"),
             requested_by: auth.user_id(),
         },
     )
@@ -502,7 +506,12 @@ async fn update_resource(
     let mut v = Validator::new();
     let tags = validate_tags(&mut v, body.tags.as_ref().unwrap_or(&resource.tags));
     v.finish()?;
-    let validated = spec::validate(&resource.provider, resource.kind, &spec)?;
+    let validated = spec::validate(
+        &resource.provider,
+        resource.kind,
+        &spec,
+        resource.region.as_deref(),
+    )?;
     let cost_per_hour = price(&resource.provider, &validated, resource.region.as_deref());
     let mut tx = state.db.begin().await?;
     sqlx::query!(
@@ -522,7 +531,7 @@ async fn update_resource(
             job: JobKind::ResourceApply,
             operation: "apply",
             action: None,
-            desired: json!({"spec": validated.spec, "tags": tags, "power_state": resource.power_state, "structure": validated.structure, "derived": validated.derived_variables()}),
+            desired: validated.desired(&json!(tags), &resource.power_state),
             requested_by: auth.user_id(),
         },
     )
@@ -603,16 +612,19 @@ async fn start_destroy(
 
 /// The desired state that reproduces the resource as it is.
 fn current_desired(resource: &Resource) -> Value {
-    let (structure, derived) =
-        match spec::validate(&resource.provider, resource.kind, &resource.spec) {
-            Ok(validated) => (
-                Value::Object(validated.structure.clone()),
-                validated.derived_variables(),
-            ),
-            Err(_) => (json!({}), json!({})),
-        };
-    json!({"spec": resource.spec, "tags": resource.tags, "power_state": resource.power_state,
-           "structure": structure, "derived": derived})
+    match spec::validate(
+        &resource.provider,
+        resource.kind,
+        &resource.spec,
+        resource.region.as_deref(),
+    ) {
+        Ok(validated) => validated.desired(&resource.tags, &resource.power_state),
+        // A stored spec always validated once; should the rules have tightened since, the
+        // stored spec is applied as it is.
+        Err(_) => {
+            json!({"spec": resource.spec, "tags": resource.tags, "power_state": resource.power_state})
+        }
+    }
 }
 
 /// Destroy a resource; it stays listed as `destroyed` for history.

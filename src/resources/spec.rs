@@ -41,16 +41,22 @@ pub struct Validated {
     pub structure: Map<String, Value>,
     /// The priced machine type, where the kind has one, and how many of it.
     pub priced_as: Option<(String, u32)>,
+    /// Variables derived from the spec, not given by the user (a sandbox size's real machine
+    /// type, for prices and the inventory).
+    pub derived: Map<String, Value>,
 }
 
 impl Validated {
-    /// Variables derived from the spec (not given by the user): the real machine type a
-    /// size stands for.
-    pub fn derived_variables(&self) -> Value {
-        match &self.priced_as {
-            Some((machine_type, _)) => json!({ "instance_type": machine_type }),
-            None => json!({}),
-        }
+    /// What a deployment applies: this spec with these tags and power state, and the
+    /// template structure and derived variables that go with it.
+    pub fn desired(&self, tags: &Value, power_state: &str) -> Value {
+        json!({
+            "spec": self.spec,
+            "tags": tags,
+            "power_state": power_state,
+            "structure": self.structure,
+            "derived": self.derived,
+        })
     }
 }
 
@@ -136,16 +142,17 @@ impl SandboxStorage {
     }
 }
 
+/// A network: the same shape on every provider.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SandboxNetwork {
-    #[serde(default = "SandboxNetwork::default_cidr")]
-    cidr_block: String,
-    #[serde(default = "SandboxNetwork::default_subnets")]
-    subnet_count: u32,
+pub(super) struct NetworkSpec {
+    #[serde(default = "NetworkSpec::default_cidr")]
+    pub(super) cidr_block: String,
+    #[serde(default = "NetworkSpec::default_subnets")]
+    pub(super) subnet_count: u32,
 }
 
-impl SandboxNetwork {
+impl NetworkSpec {
     fn default_cidr() -> String {
         "10.0.0.0/16".into()
     }
@@ -156,7 +163,7 @@ impl SandboxNetwork {
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
-enum RecordType {
+pub(super) enum RecordType {
     A,
     Aaaa,
     Cname,
@@ -207,8 +214,14 @@ impl SandboxCluster {
     }
 }
 
+fn machine_type_variable(size: SandboxSize) -> Map<String, Value> {
+    let mut variables = Map::new();
+    variables.insert("instance_type".into(), json!(size.machine_type()));
+    variables
+}
+
 /// Decodes `spec` as `T`; a mismatch names the field (`spec.size`).
-fn decode<T: DeserializeOwned>(spec: &Value) -> Result<T, AppError> {
+pub(super) fn decode<T: DeserializeOwned>(spec: &Value) -> Result<T, AppError> {
     serde_path_to_error::deserialize(spec.clone()).map_err(|err| {
         let path = err.path().to_string();
         let field = if path == "." {
@@ -220,13 +233,13 @@ fn decode<T: DeserializeOwned>(spec: &Value) -> Result<T, AppError> {
     })
 }
 
-fn check(errors: &mut Vec<FieldError>, ok: bool, field: &str, message: &str) {
+pub(super) fn check(errors: &mut Vec<FieldError>, ok: bool, field: &str, message: &str) {
     if !ok {
         errors.push(FieldError::new(field, message));
     }
 }
 
-fn finish(errors: Vec<FieldError>, validated: Validated) -> Result<Validated, AppError> {
+pub(super) fn finish(errors: Vec<FieldError>, validated: Validated) -> Result<Validated, AppError> {
     if errors.is_empty() {
         Ok(validated)
     } else {
@@ -234,11 +247,11 @@ fn finish(errors: Vec<FieldError>, validated: Validated) -> Result<Validated, Ap
     }
 }
 
-fn to_value(value: &impl Serialize) -> Value {
+pub(super) fn to_value(value: &impl Serialize) -> Value {
     serde_json::to_value(value).expect("specs serialise")
 }
 
-fn is_ipv4_cidr(text: &str) -> bool {
+pub(super) fn is_ipv4_cidr(text: &str) -> bool {
     let Some((address, prefix)) = text.split_once('/') else {
         return false;
     };
@@ -246,8 +259,14 @@ fn is_ipv4_cidr(text: &str) -> bool {
         && prefix.parse::<u8>().is_ok_and(|p| (8..=28).contains(&p))
 }
 
-/// Validates `spec` for `provider`/`kind`. An unsupported combination answers 422 on `kind`.
-pub fn validate(provider: &str, kind: Kind, spec: &Value) -> Result<Validated, AppError> {
+/// Validates `spec` for `provider`/`kind` in `region`. An unsupported combination answers 422
+/// on `kind`.
+pub fn validate(
+    provider: &str,
+    kind: Kind,
+    spec: &Value,
+    region: Option<&str>,
+) -> Result<Validated, AppError> {
     if !spec.is_object() {
         return Err(AppError::invalid("spec", "must be a JSON object"));
     }
@@ -288,6 +307,7 @@ pub fn validate(provider: &str, kind: Kind, spec: &Value) -> Result<Validated, A
                         .cloned()
                         .unwrap_or_default(),
                     priced_as: Some((vm.size.machine_type().into(), 1)),
+                    derived: machine_type_variable(vm.size),
                 },
             )
         }
@@ -305,11 +325,12 @@ pub fn validate(provider: &str, kind: Kind, spec: &Value) -> Result<Validated, A
                     spec: to_value(&storage),
                     structure: Map::new(),
                     priced_as: None,
+                    derived: Map::new(),
                 },
             )
         }
-        ("sandbox", Kind::Network) => {
-            let network: SandboxNetwork = decode(spec)?;
+        (_, Kind::Network) => {
+            let network: NetworkSpec = decode(spec)?;
             check(
                 &mut errors,
                 is_ipv4_cidr(&network.cidr_block),
@@ -328,6 +349,7 @@ pub fn validate(provider: &str, kind: Kind, spec: &Value) -> Result<Validated, A
                     spec: to_value(&network),
                     structure: Map::new(),
                     priced_as: None,
+                    derived: Map::new(),
                 },
             )
         }
@@ -357,6 +379,7 @@ pub fn validate(provider: &str, kind: Kind, spec: &Value) -> Result<Validated, A
                     spec: to_value(&record),
                     structure: Map::new(),
                     priced_as: None,
+                    derived: Map::new(),
                 },
             )
         }
@@ -380,13 +403,11 @@ pub fn validate(provider: &str, kind: Kind, spec: &Value) -> Result<Validated, A
                     spec: to_value(&cluster),
                     structure: Map::new(),
                     priced_as: Some((cluster.node_size.machine_type().into(), cluster.node_count)),
+                    derived: machine_type_variable(cluster.node_size),
                 },
             )
         }
-        _ => Err(AppError::invalid(
-            "kind",
-            format!("the {provider} provider cannot create a {}", kind.as_str()),
-        )),
+        _ => super::cloud_spec::validate(provider, kind, spec, region),
     }
 }
 
@@ -396,7 +417,7 @@ mod tests {
 
     #[test]
     fn defaults_are_filled_and_unknown_or_mistyped_fields_are_named() {
-        let vm = validate("sandbox", Kind::Vm, &json!({})).unwrap();
+        let vm = validate("sandbox", Kind::Vm, &json!({}), None).unwrap();
         assert_eq!(
             vm.spec,
             json!({"size": "small", "image": "ubuntu-24.04", "disk_gb": 20, "boot_seconds": 3.0})
@@ -408,22 +429,38 @@ mod tests {
             other => panic!("expected a validation error, got {other:?}"),
         };
         assert_eq!(
-            field(validate("sandbox", Kind::Vm, &json!({"size": "huge"}))),
+            field(validate(
+                "sandbox",
+                Kind::Vm,
+                &json!({"size": "huge"}),
+                None
+            )),
             "spec.size"
         );
         assert_eq!(
-            field(validate("sandbox", Kind::Vm, &json!({"disk_gb": "20"}))),
+            field(validate(
+                "sandbox",
+                Kind::Vm,
+                &json!({"disk_gb": "20"}),
+                None
+            )),
             "spec.disk_gb"
         );
         assert_eq!(
-            field(validate("sandbox", Kind::Vm, &json!({"colour": "red"}))),
+            field(validate(
+                "sandbox",
+                Kind::Vm,
+                &json!({"colour": "red"}),
+                None
+            )),
             "spec.colour"
         );
         assert_eq!(
             field(validate(
                 "sandbox",
                 Kind::Vm,
-                &json!({"boot_seconds": 9999})
+                &json!({"boot_seconds": 9999}),
+                None
             )),
             "spec.boot_seconds"
         );
@@ -431,7 +468,8 @@ mod tests {
             field(validate(
                 "sandbox",
                 Kind::DnsRecord,
-                &json!({"zone": "example.com"})
+                &json!({"zone": "example.com"}),
+                None
             )),
             "spec"
         );
@@ -439,11 +477,18 @@ mod tests {
             field(validate(
                 "sandbox",
                 Kind::Network,
-                &json!({"cidr_block": "10.0.0.0"})
+                &json!({"cidr_block": "10.0.0.0"}),
+                None
             )),
             "spec.cidr_block"
         );
-        assert_eq!(field(validate("sandbox", Kind::Vm, &json!([1]))), "spec");
-        assert_eq!(field(validate("cloudflare", Kind::Vm, &json!({}))), "kind");
+        assert_eq!(
+            field(validate("sandbox", Kind::Vm, &json!([1]), None)),
+            "spec"
+        );
+        assert_eq!(
+            field(validate("cloudflare", Kind::Vm, &json!({}), None)),
+            "kind"
+        );
     }
 }

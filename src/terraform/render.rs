@@ -16,6 +16,22 @@ macro_rules! templates {
 
 /// Every template, compiled into the binary.
 const TEMPLATES: &[(&str, &str)] = templates![
+    "_variables.tf.tera",
+    "aws/_provider.tf.tera",
+    "aws/vm.tf.tera",
+    "aws/storage.tf.tera",
+    "aws/network.tf.tera",
+    "azure/_provider.tf.tera",
+    "azure/vm.tf.tera",
+    "azure/storage.tf.tera",
+    "azure/network.tf.tera",
+    "gcp/_provider.tf.tera",
+    "gcp/vm.tf.tera",
+    "gcp/storage.tf.tera",
+    "gcp/network.tf.tera",
+    "oci/vm.tf.tera",
+    "proxmox/vm.tf.tera",
+    "cloudflare/dns_record.tf.tera",
     "sandbox/_common.tf.tera",
     "sandbox/vm.tf.tera",
     "sandbox/storage.tf.tera",

@@ -11,5 +11,6 @@ mod helpers;
 mod providers;
 mod resources;
 mod tasks;
+mod templates;
 mod tenants;
 mod workers;

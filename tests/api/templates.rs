@@ -1,0 +1,226 @@
+//! Every template renders, for every shape of its structure, to HCL that `terraform fmt`
+//! accepts, declares every variable it is given, and reports the outputs the inventory reads.
+
+use serde_json::{Value, json};
+use strata::resources::spec::{Kind, validate};
+use strata::terraform::render;
+
+fn cases() -> Vec<(&'static str, Kind, Option<&'static str>, Value)> {
+    let zone = "0123456789abcdef0123456789abcdef";
+    vec![
+        ("sandbox", Kind::Vm, None, json!({})),
+        (
+            "sandbox",
+            Kind::Vm,
+            None,
+            json!({"boot_seconds": 0, "fail_boot": true}),
+        ),
+        ("sandbox", Kind::Storage, None, json!({})),
+        ("sandbox", Kind::Network, None, json!({})),
+        (
+            "sandbox",
+            Kind::DnsRecord,
+            None,
+            json!({"zone": "example.com", "value": "192.0.2.1"}),
+        ),
+        ("sandbox", Kind::Cluster, None, json!({})),
+        (
+            "aws",
+            Kind::Vm,
+            Some("us-east-1"),
+            json!({"ami": "ami-0123456789abcdef0", "key_name": "ops"}),
+        ),
+        (
+            "aws",
+            Kind::Storage,
+            Some("us-east-1"),
+            json!({"versioning": true}),
+        ),
+        (
+            "aws",
+            Kind::Network,
+            Some("us-east-1"),
+            json!({"cidr_block": "10.1.0.0/16"}),
+        ),
+        (
+            "azure",
+            Kind::Vm,
+            Some("westeurope"),
+            json!({"ssh_public_key": "ssh-ed25519 AAAAC3Nz ops"}),
+        ),
+        (
+            "azure",
+            Kind::Vm,
+            Some("westeurope"),
+            json!({"ssh_public_key": "ssh-ed25519 AAAAC3Nz ops", "public_ip": false}),
+        ),
+        (
+            "azure",
+            Kind::Storage,
+            Some("westeurope"),
+            json!({"account_name": "stratalogs1"}),
+        ),
+        ("azure", Kind::Network, Some("westeurope"), json!({})),
+        (
+            "gcp",
+            Kind::Vm,
+            Some("us-central1"),
+            json!({"machine_type": "e2-medium"}),
+        ),
+        (
+            "gcp",
+            Kind::Vm,
+            Some("us-central1"),
+            json!({"public_ip": false}),
+        ),
+        (
+            "gcp",
+            Kind::Storage,
+            Some("us-central1"),
+            json!({"storage_class": "NEARLINE"}),
+        ),
+        (
+            "gcp",
+            Kind::Network,
+            Some("us-central1"),
+            json!({"subnet_count": 1}),
+        ),
+        (
+            "oci",
+            Kind::Vm,
+            Some("us-ashburn-1"),
+            json!({"compartment_id": "ocid1.compartment.oc1..aaa", "availability_domain": "Uocm:US-ASHBURN-AD-1",
+                   "subnet_id": "ocid1.subnet.oc1..bbb", "image_id": "ocid1.image.oc1..ccc"}),
+        ),
+        (
+            "proxmox",
+            Kind::Vm,
+            None,
+            json!({"node_name": "pve1", "template_vm_id": 9000}),
+        ),
+        (
+            "cloudflare",
+            Kind::DnsRecord,
+            None,
+            json!({"zone_id": zone, "value": "192.0.2.10", "proxied": true}),
+        ),
+    ]
+}
+
+fn declared(hcl: &str, block: &str) -> Vec<String> {
+    hcl.lines()
+        .filter_map(|line| line.strip_prefix(&format!("{block} \"")))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn every_template_renders_formatted_hcl_that_declares_its_variables_and_outputs() {
+    let dir = tempfile_dir();
+    for (provider, kind, region, spec) in cases() {
+        let what = format!("{provider}/{} {spec}", kind.as_str());
+        let validated =
+            validate(provider, kind, &spec, region).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+        let hcl = render::render(provider, kind.as_str(), &validated.structure).unwrap();
+        let desired = validated.desired(&json!({"team": "platform"}), "running");
+        let variables =
+            strata::deployments::job::variables(uuid::Uuid::new_v4(), "web-1", region, &desired);
+
+        let declared_variables = declared(&hcl, "variable");
+        for name in variables.as_object().unwrap().keys() {
+            assert!(
+                declared_variables.contains(name),
+                "{what}: {name} is given but not declared"
+            );
+        }
+        let outputs = declared(&hcl, "output");
+        let expected: &[&str] = match kind {
+            Kind::Vm => &["instance_id", "private_ip", "instance_type"],
+            Kind::Storage => &["bucket_id"],
+            Kind::Network => &["network_id", "cidr_block"],
+            Kind::DnsRecord => &["record_id", "fqdn"],
+            Kind::Cluster => &["cluster_id", "instance_type"],
+        };
+        for output in expected {
+            assert!(
+                outputs.iter().any(|o| o == output),
+                "{what}: no output {output}"
+            );
+        }
+
+        let path = dir.join("main.tf");
+        std::fs::write(&path, &hcl).unwrap();
+        let fmt = std::process::Command::new("terraform")
+            .args(["fmt", "-check", "-diff", "-no-color"])
+            .arg(&path)
+            .env("CHECKPOINT_DISABLE", "1")
+            .output()
+            .unwrap();
+        assert!(
+            fmt.status.success(),
+            "{what} is not formatted:\n{}",
+            String::from_utf8_lossy(&fmt.stdout)
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn real_clouds_need_a_region_and_their_own_fields() {
+    let field = |result: Result<strata::resources::spec::Validated, strata::error::AppError>| {
+        match result {
+            Err(strata::error::AppError::Validation(errors)) => {
+                errors.iter().map(|e| e.field.clone()).collect::<Vec<_>>()
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    };
+    assert_eq!(
+        field(validate("aws", Kind::Vm, &json!({"ami": "ami-1"}), None)),
+        ["region"]
+    );
+    assert_eq!(
+        field(validate(
+            "aws",
+            Kind::Vm,
+            &json!({"ami": "img-1"}),
+            Some("us-east-1")
+        )),
+        ["spec.ami"]
+    );
+    assert_eq!(
+        field(validate(
+            "azure",
+            Kind::Storage,
+            &json!({"account_name": "Bad_Name"}),
+            Some("westeurope")
+        )),
+        ["spec.account_name"]
+    );
+    assert_eq!(
+        field(validate(
+            "cloudflare",
+            Kind::DnsRecord,
+            &json!({"zone_id": "z", "value": "x"}),
+            None
+        )),
+        ["spec.zone_id"]
+    );
+    assert_eq!(
+        field(validate("cloudflare", Kind::Vm, &json!({}), None)),
+        ["kind"]
+    );
+    let gcp = validate("gcp", Kind::Vm, &json!({}), Some("europe-west1")).unwrap();
+    assert_eq!(gcp.spec["zone"], "europe-west1-a");
+    assert_eq!(gcp.priced_as, Some(("e2-small".to_string(), 1)));
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "strata-templates-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
