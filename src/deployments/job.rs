@@ -123,6 +123,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         progress: Map::new(),
         diagnostics: Vec::new(),
         stderr_tail: Vec::new(),
+        outputs: Map::new(),
     };
     let result = run.execute(id, &d).await;
     let (progress, diagnostics, summary) = (
@@ -327,12 +328,8 @@ struct Run<'a> {
     diagnostics: Vec<Value>,
     /// The last lines Terraform wrote to stderr, for the error of a failed command.
     stderr_tail: Vec<String>,
-}
-
-/// What one Terraform command left behind.
-struct Finished {
-    code: i32,
-    stdout: String,
+    /// Output values, as `apply -json` reports them (sensitive ones left out).
+    outputs: Map<String, Value>,
 }
 
 impl Run<'_> {
@@ -354,25 +351,27 @@ impl Run<'_> {
         )
         .map_err(|err| JobError::Retryable(format!("cannot write the working directory: {err}")))?;
 
+        // An existing workspace is selected by the environment. A new one is created after
+        // init by `workspace new`, which waits for the pg backend's creation lock (init cannot
+        // select a workspace that does not exist yet).
+        let name = workspace(d.resource_id);
+        let exists = workspace_exists(&self.ctx.state.db, &name).await;
+        if exists {
+            self.env.push(("TF_WORKSPACE".to_string(), name.clone()));
+        }
         let init = self
             .command(&["init", "-input=false", "-no-color"], false)
             .await?;
         self.check(init, "terraform init")?;
-        // Creating a workspace takes the pg backend's global creation lock: `workspace new`
-        // waits for it (`select -or-create` would fail at once if another run holds it).
-        let name = workspace(d.resource_id);
-        let select = if workspace_exists(&self.ctx.state.db, &name).await {
-            self.command(&["workspace", "select", "-no-color", &name], false)
-                .await?
-        } else {
-            self.command(
-                &["workspace", "new", "-lock-timeout=120s", "-no-color", &name],
-                false,
-            )
-            .await?
-        };
-        self.check(select, "terraform workspace")?;
-
+        if !exists {
+            let new = self
+                .command(
+                    &["workspace", "new", "-lock-timeout=120s", "-no-color", &name],
+                    false,
+                )
+                .await?;
+            self.check(new, "terraform workspace new")?;
+        }
         let lock = "-lock-timeout=120s";
         match (d.operation.as_str(), d.action.as_deref()) {
             ("action", Some("health_check")) => {
@@ -390,7 +389,7 @@ impl Run<'_> {
                         true,
                     )
                     .await?;
-                return match plan.code {
+                return match plan {
                     0 => Ok(json!({"deployment_id": id, "healthy": true, "drift": false})),
                     2 => Ok(json!({"deployment_id": id, "healthy": false, "drift": true})),
                     _ => Err(self.failure("terraform plan -refresh-only")),
@@ -444,22 +443,12 @@ impl Run<'_> {
                 self.check(apply, "terraform apply")?;
             }
         }
-        let outputs = self
-            .command(&["output", "-json", "-no-color"], false)
-            .await?;
-        let outputs: Map<String, Value> =
-            serde_json::from_str::<Map<String, Value>>(&outputs.stdout)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(_, o)| o.get("sensitive") != Some(&Value::Bool(true)))
-                .filter_map(|(name, o)| Some((name, o.get("value")?.clone())))
-                .collect();
-        Ok(json!({"deployment_id": id, "outputs": outputs}))
+        Ok(json!({"deployment_id": id, "outputs": self.outputs}))
     }
 
-    fn check(&self, finished: Finished, what: &str) -> Result<Finished, JobError> {
-        if finished.code == 0 {
-            Ok(finished)
+    fn check(&self, code: i32, what: &str) -> Result<(), JobError> {
+        if code == 0 {
+            Ok(())
         } else {
             Err(self.failure(what))
         }
@@ -504,25 +493,21 @@ impl Run<'_> {
     }
 
     /// Runs one Terraform command, logging its output (parsed when `json`).
-    async fn command(&mut self, args: &[&str], json: bool) -> Result<Finished, JobError> {
+    /// Returns the exit code.
+    async fn command(&mut self, args: &[&str], json: bool) -> Result<i32, JobError> {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let (tx, mut rx) = mpsc::unbounded_channel();
         let program = self.ctx.state.terraform.program().to_string();
         let (dir, env, cancel) = (self.dir.clone(), self.env.clone(), self.ctx.cancel.clone());
-        let capture_stdout = args.first().map(String::as_str) == Some("output");
         let running = async move {
             let result =
                 run::run(&program, &args, &dir, &env, Limits::default(), &cancel, &tx).await;
             drop(tx);
             result
         };
-        let mut stdout = String::new();
         let consume = async {
             while let Some((stream, line)) = rx.recv().await {
-                if capture_stdout && stream == Stream::Stdout {
-                    stdout.push_str(&line);
-                    stdout.push('\n');
-                } else if json && stream == Stream::Stdout {
+                if json && stream == Stream::Stdout {
                     self.event(&line);
                 } else if !line.trim().is_empty() {
                     if stream == Stream::Stderr {
@@ -547,7 +532,7 @@ impl Run<'_> {
         };
         let (result, ()) = tokio::join!(running, consume);
         match result {
-            Ok(code) => Ok(Finished { code, stdout }),
+            Ok(code) => Ok(code),
             Err(RunError::Cancelled) => Err(JobError::Cancelled),
             Err(RunError::Spawn(err)) => Err(JobError::Retryable(format!(
                 "cannot start terraform: {err}"
@@ -605,6 +590,17 @@ impl Run<'_> {
                         "elapsed_seconds": hook.and_then(|h| h.get("elapsed_seconds")).cloned().unwrap_or(Value::from(0)),
                     }),
                 );
+            }
+            "outputs" => {
+                // The plan announces outputs without values; the apply reports the values.
+                let outputs = event.get("outputs").and_then(Value::as_object);
+                for (name, output) in outputs.into_iter().flatten() {
+                    if let Some(value) = output.get("value")
+                        && output.get("sensitive") != Some(&Value::Bool(true))
+                    {
+                        self.outputs.insert(name.clone(), value.clone());
+                    }
+                }
             }
             "diagnostic" => {
                 if let Some(diagnostic) = event.get("diagnostic") {
