@@ -18,6 +18,16 @@ use crate::tasks::{self, NewTask};
 pub enum Bench {
     /// Queue throughput and enqueue-to-start latency.
     Queue(QueueBench),
+    /// A sandbox VM created through the API versus the same configuration run by hand, and
+    /// the latency of log lines from Terraform to a WebSocket client.
+    Provision(ProvisionBench),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProvisionBench {
+    /// Resources created through the API (and configurations applied by hand).
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -42,11 +52,17 @@ pub struct QueueBench {
 pub async fn run(common: &CommonArgs, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Queue(args) => queue(common, args).await,
+        Bench::Provision(args) => {
+            in_scratch_database(common, |url| async move {
+                crate::bench_provision::run(common, &url, &args).await
+            })
+            .await
+        }
     }
 }
 
 /// Percentile (0–100) of sorted values.
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -54,7 +70,13 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)]
 }
 
-async fn queue(common: &CommonArgs, args: QueueBench) -> anyhow::Result<()> {
+/// Runs `bench` against a scratch database created on the `DATABASE_URL` server and dropped
+/// afterwards.
+async fn in_scratch_database<F, Fut>(common: &CommonArgs, bench: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
     let server_url = common.database_url.as_deref().context(
         "set DATABASE_URL to the server to benchmark on (a scratch database is created there)",
     )?;
@@ -63,14 +85,21 @@ async fn queue(common: &CommonArgs, args: QueueBench) -> anyhow::Result<()> {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {scratch}")))
         .execute(&admin)
         .await?;
-    let url = replace_database(server_url, &scratch)?;
-    let result = run_queue_bench(&url, &args).await;
+    let result = bench(replace_database(server_url, &scratch)?).await;
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "DROP DATABASE IF EXISTS {scratch} WITH (FORCE)"
     )))
     .execute(&admin)
     .await?;
     result
+}
+
+async fn queue(common: &CommonArgs, args: QueueBench) -> anyhow::Result<()> {
+    in_scratch_database(
+        common,
+        |url| async move { run_queue_bench(&url, &args).await },
+    )
+    .await
 }
 
 /// The same server URL with another database name.
@@ -226,7 +255,7 @@ async fn wait_for_drain(db: &PgPool) -> anyhow::Result<()> {
     .await
 }
 
-async fn wait_for<F, Fut>(limit: Duration, what: &str, mut done: F) -> anyhow::Result<()>
+pub(crate) async fn wait_for<F, Fut>(limit: Duration, what: &str, mut done: F) -> anyhow::Result<()>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = anyhow::Result<bool>>,

@@ -187,9 +187,12 @@ async fn serve_http_announced(
         .await
         .with_context(|| format!("cannot listen on {}", args.bind))?;
     announce();
-    axum::serve(listener, crate::http::router(state))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await?;
+    crate::http::serve(
+        listener,
+        crate::http::router(state),
+        shutdown.cancelled_owned(),
+    )
+    .await?;
     Ok(())
 }
 

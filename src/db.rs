@@ -10,7 +10,7 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url.parse().context("DATABASE_URL is not a valid URL")?;
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
-        .min_connections(0)
+        .min_connections(max_connections.min(4))
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy_with(options.application_name("strata")))
 }

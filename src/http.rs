@@ -31,6 +31,23 @@ pub fn router(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
+/// Serves `router` on `listener` until `shutdown` completes. Every connection gets
+/// TCP_NODELAY: WebSocket log lines are small writes, and Nagle's algorithm with the client's
+/// delayed ACKs would hold a burst of them back for tens of milliseconds.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
 async fn not_found() -> AppError {
     AppError::NotFound("route")
 }

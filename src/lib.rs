@@ -56,3 +56,5 @@ pub mod tenants;
 
 /// Benchmarks run by `strata bench`.
 pub mod bench;
+/// `strata bench provision`: the API's overhead over Terraform by hand, and log latency.
+pub mod bench_provision;

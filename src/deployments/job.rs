@@ -213,17 +213,6 @@ async fn wait_for_turn(ctx: &JobContext, id: Uuid, d: &Loaded) -> Result<PgConne
     }
 }
 
-/// Whether the state workspace exists (the pg backend creates its schema on first use).
-async fn workspace_exists(db: &sqlx::PgPool, name: &str) -> bool {
-    sqlx::query_scalar::<_, bool>(sqlx::AssertSqlSafe(format!(
-        "SELECT EXISTS (SELECT 1 FROM {STATE_SCHEMA}.states WHERE name = $1)"
-    )))
-    .bind(name)
-    .fetch_one(db)
-    .await
-    .unwrap_or(false)
-}
-
 /// Terraform's whole environment: nothing of the worker's own but PATH.
 fn terraform_env(
     ctx: &JobContext,
@@ -305,7 +294,7 @@ fn terraform_env(
 
 /// The database as Terraform's pg backend (lib/pq) wants it: a URL, TLS as the pool has it
 /// (lib/pq would otherwise insist on TLS).
-fn backend_connection_string(options: &sqlx::postgres::PgConnectOptions) -> String {
+pub fn backend_connection_string(options: &sqlx::postgres::PgConnectOptions) -> String {
     use sqlx::ConnectOptions;
     let mode = match options.get_ssl_mode() {
         sqlx::postgres::PgSslMode::Require => "require",
@@ -351,27 +340,15 @@ impl Run<'_> {
         )
         .map_err(|err| JobError::Retryable(format!("cannot write the working directory: {err}")))?;
 
-        // An existing workspace is selected by the environment. A new one is created after
-        // init by `workspace new`, which waits for the pg backend's creation lock (init cannot
-        // select a workspace that does not exist yet).
-        let name = workspace(d.resource_id);
-        let exists = workspace_exists(&self.ctx.state.db, &name).await;
-        if exists {
-            self.env.push(("TF_WORKSPACE".to_string(), name.clone()));
-        }
+        // Init runs in the default workspace (it refuses to select one that does not exist
+        // yet); every later command names the resource's workspace, which the first locked
+        // operation creates, waiting with -lock-timeout for the backend's creation lock.
         let init = self
             .command(&["init", "-input=false", "-no-color"], false)
             .await?;
         self.check(init, "terraform init")?;
-        if !exists {
-            let new = self
-                .command(
-                    &["workspace", "new", "-lock-timeout=120s", "-no-color", &name],
-                    false,
-                )
-                .await?;
-            self.check(new, "terraform workspace new")?;
-        }
+        self.env
+            .push(("TF_WORKSPACE".to_string(), workspace(d.resource_id)));
         let lock = "-lock-timeout=120s";
         match (d.operation.as_str(), d.action.as_deref()) {
             ("action", Some("health_check")) => {

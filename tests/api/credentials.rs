@@ -181,18 +181,30 @@ impl std::io::Write for Captured {
     }
 }
 
+fn captured_logs() -> Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED
+        .get_or_init(|| {
+            let captured = Captured::default();
+            let writer = captured.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("no other global subscriber");
+            captured
+        })
+        .clone()
+}
+
 #[tokio::test]
 async fn no_log_line_carries_a_secret() {
     let app = TestApp::spawn().await;
     let (admin, _) = app.user("admin@example.com").await;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    // The test runtime is single-threaded, so this subscriber sees everything the request does.
-    let guard = tracing::subscriber::set_default(subscriber);
+    // One global subscriber for the whole test binary (a thread-local one misses events
+    // whose callsites other tests' threads have already cached as uninteresting).
+    let captured = captured_logs();
     for (body, _) in bodies() {
         app.post("/api/v1/credentials", &admin, body)
             .await
@@ -208,7 +220,6 @@ async fn no_log_line_carries_a_secret() {
     app.get("/api/v1/credentials", &admin)
         .await
         .assert_status(StatusCode::OK);
-    drop(guard);
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(
         logs.contains("/api/v1/credentials"),

@@ -305,7 +305,11 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let router = self.router.clone();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        tokio::spawn(strata::http::serve(
+            listener,
+            router,
+            std::future::pending(),
+        ));
         address
     }
 

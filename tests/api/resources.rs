@@ -951,3 +951,49 @@ async fn resources_and_deployments_of_another_tenant_are_404() {
     .await;
     assert!(refused.is_err(), "the WebSocket upgrade is refused");
 }
+
+#[tokio::test]
+async fn credentials_are_redacted_from_every_stored_log_line() {
+    let app = TestApp::spawn().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    let accepted = create(&app, &admin, &provider, "storage", "logs", json!({})).await;
+    let deployment: uuid::Uuid = accepted["deployment_id"].as_str().unwrap().parse().unwrap();
+    let secrets = vec![
+        "AKIA-secret-key-id".to_string(),
+        "wJalrXUtnFEMI/K7MDENG".to_string(),
+    ];
+    let log = strata::deployments::logs::LogWriter::start(app.db.pool.clone(), deployment, secrets)
+        .await
+        .unwrap();
+    log.line(
+        "error",
+        "stderr",
+        "auth failed for AKIA-secret-key-id with wJalrXUtnFEMI/K7MDENG",
+    );
+    log.line("info", "stdout", "nothing secret here");
+    log.finish().await;
+    let page = app
+        .get(&format!("/api/v1/deployments/{deployment}/logs"), &admin)
+        .await
+        .body;
+    let messages: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        messages,
+        ["auth failed for *** with ***", "nothing secret here"]
+    );
+    let stored: Vec<String> = sqlx::query_scalar("SELECT message FROM deployment_logs")
+        .fetch_all(&app.db.pool)
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|m| !m.contains("AKIA-secret") && !m.contains("wJalrXUtnFEMI"))
+    );
+}

@@ -1,0 +1,247 @@
+//! `strata bench provision`: how much Strata adds to Terraform, and how fast log lines reach a
+//! WebSocket client.
+//!
+//! Through the API: `POST /resources` (a sandbox VM with no boot time) on the router, a worker
+//! process runs it, and a WebSocket client follows the log to `end`. By hand: the same rendered
+//! configuration, `terraform init && terraform apply -auto-approve`. Log latency: for each line,
+//! the time the client received it minus the time Terraform wrote it (its `@timestamp`).
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use axum::body::Body;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use crate::bench::{ProvisionBench, percentile, wait_for};
+use crate::config::{CommonArgs, Settings};
+use crate::resources::spec::{Kind, validate};
+use crate::state::AppState;
+use crate::terraform::render;
+
+pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyhow::Result<()> {
+    let db = crate::db::connect(url, 8).await?;
+    crate::db::migrate(&db).await?;
+    let master_key = crate::config::generate_secret();
+    let settings = Settings {
+        master_key: crate::config::parse_master_key(&master_key)?,
+        jwt_secret: crate::config::generate_secret().into_bytes(),
+        jwt_ttl: Duration::from_secs(3600),
+        api_secret_key: None,
+        terraform: common.terraform.clone(),
+        terraform_plugin_dir: None,
+        data_dir: std::env::temp_dir(),
+    };
+    let state = AppState::new(db.clone(), settings);
+    let router = crate::http::router(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let served = router.clone();
+    tokio::spawn(crate::http::serve(listener, served, std::future::pending()));
+
+    // The worker runs as it is deployed: its own process.
+    let mut worker = tokio::process::Command::new(std::env::current_exe()?)
+        .args(["worker", "--concurrency", "4"])
+        .env("DATABASE_URL", url)
+        .env("STRATA_MASTER_KEY", &master_key)
+        .env("JWT_SECRET", crate::config::generate_secret())
+        .env("STRATA_TERRAFORM", &common.terraform)
+        .env("STRATA_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start a worker process")?;
+    wait_for(
+        Duration::from_secs(30),
+        "the worker to register",
+        || async {
+            let alive = sqlx::query_scalar!(
+                r#"SELECT count(*) AS "n!" FROM apalis.workers
+               WHERE worker_type = $1 AND last_seen > now() - interval '30 seconds'"#,
+                crate::jobs::PROVISIONING_QUEUE
+            )
+            .fetch_one(&db)
+            .await?;
+            Ok(alive > 0)
+        },
+    )
+    .await?;
+
+    let (user, tenant, provider) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    sqlx::query!(
+        "INSERT INTO tenants (id, name) VALUES ($1, 'bench')",
+        tenant
+    )
+    .execute(&db)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO users (id, email, password_hash, full_name) VALUES ($1, 'bench@strata.local', '-', 'Bench')",
+        user
+    )
+    .execute(&db)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO tenant_members (tenant_id, user_id, role) VALUES ($1, $2, 'admin')",
+        tenant,
+        user
+    )
+    .execute(&db)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO providers (id, tenant_id, provider_type, display_name) VALUES ($1, $2, 'sandbox', 'bench')",
+        provider,
+        tenant
+    )
+    .execute(&db)
+    .await?;
+    let token = state.jwt.issue(user).map_err(|e| anyhow::anyhow!("{e}"))?;
+
+    let mut through_api = Vec::new();
+    let mut latencies_ms = Vec::new();
+    for run in 0..args.runs {
+        let started = Instant::now();
+        let request = axum::http::Request::post("/api/v1/resources")
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"provider_id": provider, "kind": "vm", "name": format!("bench-{run}"), "spec": {"boot_seconds": 0}})
+                    .to_string(),
+            ))?;
+        let response = router.clone().oneshot(request).await?;
+        if response.status() != axum::http::StatusCode::ACCEPTED {
+            bail!("POST /resources answered {}", response.status());
+        }
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await?
+            .to_bytes();
+        let accepted: Value = serde_json::from_slice(&body)?;
+        let deployment = accepted["deployment_id"]
+            .as_str()
+            .context("no deployment_id")?;
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!(
+            "ws://{address}/ws/deployments/{deployment}/logs?token={token}"
+        ))
+        .await?;
+        loop {
+            let message = tokio::time::timeout(Duration::from_secs(120), socket.next())
+                .await
+                .context("the log went silent")?
+                .context("the log closed before its end")??;
+            let received = chrono::Utc::now();
+            let tokio_tungstenite::tungstenite::Message::Text(text) = message else {
+                continue;
+            };
+            let line: Value = serde_json::from_str(&text)?;
+            if line["type"] == "end" {
+                if line["status"] != "succeeded" {
+                    bail!("run {run} ended {}", line["status"]);
+                }
+                break;
+            }
+            if let Some(ts) = line["ts"]
+                .as_str()
+                .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
+            {
+                let ms = (received - ts).num_microseconds().unwrap_or(0) as f64 / 1000.0;
+                if std::env::var_os("STRATA_BENCH_DEBUG").is_some() && ms > 20.0 {
+                    eprintln!("{ms:.1} ms: {} {}", line["type"], line["message"]);
+                }
+                latencies_ms.push(ms);
+            }
+        }
+        through_api.push(started.elapsed().as_secs_f64());
+    }
+
+    let mut by_hand = Vec::new();
+    for run in 0..args.runs {
+        by_hand.push(apply_by_hand(&state, run).await?);
+    }
+
+    if let Some(pid) = worker.id() {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), worker.wait()).await;
+    db.close().await;
+
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        percentile(values, 50.0)
+    };
+    let (api, hand) = (median(&mut through_api), median(&mut by_hand));
+    latencies_ms.sort_by(f64::total_cmp);
+    println!(
+        "strata bench provision: {} runs of a sandbox vm (boot time 0)",
+        args.runs
+    );
+    println!(
+        "  through the API (POST to the log's end): median {:.0} ms; by hand (terraform init && apply): median {:.0} ms",
+        api * 1000.0,
+        hand * 1000.0
+    );
+    println!(
+        "  ratio {:.2}x, overhead {:.0} ms per run",
+        api / hand,
+        (api - hand) * 1000.0
+    );
+    println!(
+        "  log latency (Terraform writes a line -> WebSocket client has it), {} lines: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        latencies_ms.len(),
+        percentile(&latencies_ms, 50.0),
+        percentile(&latencies_ms, 99.0),
+        latencies_ms.last().copied().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
+/// The configuration a sandbox VM gets, applied by hand; returns the seconds it took.
+async fn apply_by_hand(state: &AppState, run: usize) -> anyhow::Result<f64> {
+    let validated = validate("sandbox", Kind::Vm, &json!({"boot_seconds": 0}), None)?;
+    let main_tf = render::render("sandbox", "vm", &validated.structure)?;
+    let desired = validated.desired(&json!({}), "running");
+    let variables =
+        crate::deployments::job::variables(Uuid::new_v4(), &format!("hand-{run}"), None, &desired);
+    let dir = std::env::temp_dir().join(format!("strata-bench-hand-{}", Uuid::new_v4().simple()));
+    render::write_workdir(&dir, &main_tf, &variables, None)?;
+    let env = [
+        ("PATH", std::env::var("PATH").unwrap_or_default()),
+        ("HOME", dir.display().to_string()),
+        ("CHECKPOINT_DISABLE", "1".to_string()),
+        ("TF_IN_AUTOMATION", "1".to_string()),
+        (
+            "TF_CLI_CONFIG_FILE",
+            dir.join(render::CLI_CONFIG).display().to_string(),
+        ),
+        (
+            "PG_CONN_STR",
+            crate::deployments::job::backend_connection_string(&state.db.connect_options()),
+        ),
+        // A fresh schema: the default workspace of an empty state, as a first apply by hand.
+        ("PG_SCHEMA_NAME", format!("bench_by_hand_{run}")),
+    ];
+    let started = Instant::now();
+    for args in [
+        &["init", "-input=false", "-no-color"][..],
+        &["apply", "-auto-approve", "-input=false", "-no-color"][..],
+    ] {
+        let status = tokio::process::Command::new(state.terraform.program())
+            .args(args)
+            .current_dir(&dir)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(Stdio::null())
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("terraform {} failed by hand", args[0]);
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(elapsed)
+}
