@@ -200,3 +200,118 @@ fn read_lines(
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(timeout_ms: u64, idle_ms: u64) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(timeout_ms),
+            idle_timeout: Duration::from_millis(idle_ms),
+            interrupt_grace: Duration::from_millis(300),
+            terminate_grace: Duration::from_millis(300),
+        }
+    }
+
+    async fn sh(
+        script: &str,
+        limits: Limits,
+        cancel: &CancellationToken,
+    ) -> (Result<i32, RunError>, Vec<String>, Duration) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let env = vec![(
+            "PATH".to_string(),
+            std::env::var("PATH").unwrap_or_default(),
+        )];
+        let args = vec!["-c".to_string(), script.to_string()];
+        let started = Instant::now();
+        let result = run(
+            "/bin/sh",
+            &args,
+            Path::new("/tmp"),
+            &env,
+            limits,
+            cancel,
+            &tx,
+        )
+        .await;
+        drop(tx);
+        let mut lines = vec![];
+        while let Some((_, line)) = rx.recv().await {
+            lines.push(line);
+        }
+        (result, lines, started.elapsed())
+    }
+
+    fn alive(pid: &str) -> bool {
+        std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ")
+    }
+
+    #[tokio::test]
+    async fn output_is_streamed_and_the_exit_code_returned() {
+        let (result, lines, _) = sh(
+            "echo one; echo two >&2; exit 3",
+            Limits::default(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert_eq!(result.unwrap(), 3);
+        assert!(lines.contains(&"one".to_string()) && lines.contains(&"two".to_string()));
+    }
+
+    #[tokio::test]
+    async fn a_silent_run_is_stopped_as_hung_with_its_children() {
+        let (result, lines, elapsed) = sh(
+            "sleep 30 & echo $!; wait",
+            limits(60_000, 500),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(matches!(result, Err(RunError::Hung(_))), "{result:?}");
+        assert!(elapsed < Duration::from_secs(5));
+        assert!(
+            !alive(&lines[0]),
+            "the child sleep was killed with the group"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_run_past_its_timeout_is_stopped() {
+        let (result, _, elapsed) = sh(
+            "while true; do echo tick; sleep 0.1; done",
+            limits(600, 60_000),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(matches!(result, Err(RunError::TimedOut(_))), "{result:?}");
+        assert!(elapsed < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn cancelling_escalates_past_an_ignored_sigint() {
+        let cancel = CancellationToken::new();
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            stop.cancel();
+        });
+        // Ignores SIGINT: only SIGTERM (after the interrupt grace) stops it.
+        let (result, lines, elapsed) = sh(
+            "trap '' INT; sleep 30 & echo $!; wait",
+            limits(60_000, 60_000),
+            &cancel,
+        )
+        .await;
+        assert!(matches!(result, Err(RunError::Cancelled)), "{result:?}");
+        assert!(
+            elapsed >= Duration::from_millis(600),
+            "waited for the SIGINT grace: {elapsed:?}"
+        );
+        assert!(elapsed < Duration::from_secs(5));
+        assert!(!alive(&lines[0]));
+    }
+}

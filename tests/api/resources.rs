@@ -463,6 +463,64 @@ async fn storage_network_dns_records_and_clusters_are_created_with_their_outputs
         app.get("/api/v1/inventory/networks", &admin).await.body["total"],
         1
     );
+
+    // Filters: by tag, kind and status.
+    let tagged = app
+        .get("/api/v1/resources?tag=team:platform", &admin)
+        .await
+        .body;
+    assert_eq!(tagged["total"], 4);
+    assert_eq!(
+        app.get("/api/v1/resources?tag=team:data", &admin)
+            .await
+            .body["total"],
+        0
+    );
+    assert_eq!(
+        app.get("/api/v1/resources?kind=cluster", &admin).await.body["total"],
+        1
+    );
+    app.get("/api/v1/resources?tag=nocolon", &admin)
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+
+    // terminate is a destroy, recorded as the action it was asked as.
+    let storage_id = started[0]["id"].as_str().unwrap();
+    let terminate = app
+        .post(
+            &format!("/api/v1/resources/{storage_id}/action"),
+            &admin,
+            json!({"action": "terminate"}),
+        )
+        .await;
+    terminate.assert_status(StatusCode::ACCEPTED);
+    let task = app
+        .wait_for_task(&admin, terminate.body["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let storage = app
+        .get(&format!("/api/v1/resources/{storage_id}"), &admin)
+        .await
+        .body;
+    assert_eq!(storage["status"], "destroyed");
+    assert!(state_resources(&app, storage_id).await.is_empty());
+    let history = app
+        .get(&format!("/api/v1/resources/{storage_id}/logs"), &admin)
+        .await
+        .body;
+    assert_eq!(history["data"][0]["operation"], "terminate");
+    assert_eq!(
+        app.get("/api/v1/resources?status=destroyed", &admin)
+            .await
+            .body["total"],
+        1
+    );
+    assert_eq!(
+        app.get("/api/v1/inventory/storage?status=deleted", &admin)
+            .await
+            .body["total"],
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
