@@ -223,13 +223,16 @@ struct DeploymentRequest<'a> {
     action: Option<&'a str>,
     desired: Value,
     requested_by: Option<Uuid>,
+    /// What `/ws/events` calls the change (`create`, `update`, `delete`), when not the action.
+    event: Option<&'a str>,
 }
 
-/// Writes a deployment and its task (in the caller's transaction). Returns (task, deployment).
+/// Writes a deployment and its task (in the caller's transaction), and announces the change
+/// with the resource's status. Returns (task, deployment, resource status).
 async fn start_deployment(
     conn: &mut PgConnection,
     request: DeploymentRequest<'_>,
-) -> sqlx::Result<(Uuid, Uuid)> {
+) -> sqlx::Result<(Uuid, Uuid, String)> {
     let deployment_id = Uuid::new_v4();
     let task_id = enqueue(
         &mut *conn,
@@ -255,7 +258,26 @@ async fn start_deployment(
     )
     .execute(&mut *conn)
     .await?;
-    Ok((task_id, deployment_id))
+    let resource = sqlx::query!(
+        "SELECT status, provider_id FROM resources WHERE id = $1",
+        request.resource_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let event = request
+        .action
+        .or(request.event)
+        .unwrap_or(request.operation);
+    crate::events::resource_changed(
+        conn,
+        request.tenant_id,
+        request.resource_id,
+        resource.provider_id,
+        event,
+        &resource.status,
+    )
+    .await?;
+    Ok((task_id, deployment_id, resource.status))
 }
 
 /// The price of a validated spec, per hour.
@@ -322,7 +344,7 @@ async fn create_resource(
         )),
         other => other,
     })?;
-    let (task_id, deployment_id) = start_deployment(
+    let (task_id, deployment_id, _) = start_deployment(
         &mut tx,
         DeploymentRequest {
             tenant_id: auth.tenant_id,
@@ -332,16 +354,8 @@ async fn create_resource(
             action: None,
             desired: validated.desired(&json!(tags), "running"),
             requested_by: auth.user_id(),
+            event: Some("create"),
         },
-    )
-    .await?;
-    crate::events::resource_changed(
-        &mut tx,
-        auth.tenant_id,
-        id,
-        body.provider_id,
-        "create",
-        "provisioning",
     )
     .await?;
     tx.commit().await?;
@@ -523,7 +537,7 @@ async fn update_resource(
     )
     .execute(&mut *tx)
     .await?;
-    let (task_id, deployment_id) = start_deployment(
+    let (task_id, deployment_id, _) = start_deployment(
         &mut tx,
         DeploymentRequest {
             tenant_id: auth.tenant_id,
@@ -533,16 +547,8 @@ async fn update_resource(
             action: None,
             desired: validated.desired(&json!(tags), &resource.power_state),
             requested_by: auth.user_id(),
+            event: Some("update"),
         },
-    )
-    .await?;
-    crate::events::resource_changed(
-        &mut tx,
-        auth.tenant_id,
-        id,
-        resource.provider_id,
-        "update",
-        "updating",
     )
     .await?;
     tx.commit().await?;
@@ -577,7 +583,7 @@ async fn start_destroy(
         Some(_) => JobKind::ResourceAction,
         None => JobKind::ResourceDestroy,
     };
-    let (task_id, deployment_id) = start_deployment(
+    let (task_id, deployment_id, _) = start_deployment(
         &mut tx,
         DeploymentRequest {
             tenant_id: auth.tenant_id,
@@ -588,16 +594,8 @@ async fn start_destroy(
             action,
             desired: current_desired(resource),
             requested_by: auth.user_id(),
+            event: Some("delete"),
         },
-    )
-    .await?;
-    crate::events::resource_changed(
-        &mut tx,
-        auth.tenant_id,
-        resource.id,
-        resource.provider_id,
-        action.unwrap_or("delete"),
-        "destroying",
     )
     .await?;
     tx.commit().await?;
@@ -698,7 +696,7 @@ async fn act(
         .execute(&mut *tx)
         .await?;
     }
-    let (task_id, deployment_id) = start_deployment(
+    let (task_id, deployment_id, status) = start_deployment(
         &mut tx,
         DeploymentRequest {
             tenant_id: auth.tenant_id,
@@ -708,19 +706,8 @@ async fn act(
             action: Some(name),
             desired,
             requested_by: auth.user_id(),
+            event: None,
         },
-    )
-    .await?;
-    let status = sqlx::query_scalar!("SELECT status FROM resources WHERE id = $1", id)
-        .fetch_one(&mut *tx)
-        .await?;
-    crate::events::resource_changed(
-        &mut tx,
-        auth.tenant_id,
-        id,
-        resource.provider_id,
-        name,
-        &status,
     )
     .await?;
     tx.commit().await?;
