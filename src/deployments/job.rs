@@ -19,7 +19,8 @@ use crate::jobs::{JobContext, JobError};
 use crate::terraform::render;
 use crate::terraform::run::{self, Limits, RunError, Stream};
 
-/// The pg backend's schema for Terraform state: one workspace per resource.
+/// The pg backend's schema for Terraform state (created by a migration): one workspace per
+/// resource.
 pub const STATE_SCHEMA: &str = "terraform_state";
 
 /// The state workspace of a resource.
@@ -213,6 +214,34 @@ async fn wait_for_turn(ctx: &JobContext, id: Uuid, d: &Loaded) -> Result<PgConne
     }
 }
 
+/// Creates the resource's state workspace, if it does not exist, holding an empty state
+/// (statefile format 4, as `terraform workspace new` writes it).
+async fn create_workspace(state: &crate::state::AppState, name: &str) -> Result<(), JobError> {
+    // A state written by a newer Terraform is refused, so it names the version that runs.
+    let version = state
+        .terraform
+        .version()
+        .await
+        .unwrap_or_else(|_| "1.0.0".into());
+    let empty = json!({
+        "version": 4,
+        "terraform_version": version,
+        "serial": 0,
+        "lineage": Uuid::new_v4(),
+        "outputs": {},
+        "resources": [],
+        "check_results": null,
+    });
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO {STATE_SCHEMA}.states (name, data) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING"
+    )))
+    .bind(name)
+    .bind(empty.to_string())
+    .execute(&state.db)
+    .await?;
+    Ok(())
+}
+
 /// Terraform's whole environment: nothing of the worker's own but PATH.
 fn terraform_env(
     ctx: &JobContext,
@@ -238,6 +267,10 @@ fn terraform_env(
             backend_connection_string(&options),
         ),
         ("PG_SCHEMA_NAME".to_string(), STATE_SCHEMA.to_string()),
+        // The schema and table come from our migrations.
+        ("PG_SKIP_SCHEMA_CREATION".to_string(), "true".to_string()),
+        ("PG_SKIP_TABLE_CREATION".to_string(), "true".to_string()),
+        ("PG_SKIP_INDEX_CREATION".to_string(), "true".to_string()),
     ];
     let get = |key: &str| {
         secrets
@@ -340,15 +373,15 @@ impl Run<'_> {
         )
         .map_err(|err| JobError::Retryable(format!("cannot write the working directory: {err}")))?;
 
-        // Init runs in the default workspace (it refuses to select one that does not exist
-        // yet); every later command names the resource's workspace, which the first locked
-        // operation creates, waiting with -lock-timeout for the backend's creation lock.
+        // The workspace is created here, not by Terraform: its pg backend creates workspaces
+        // under a global lock it does not wait for, so concurrent first runs would fail.
+        let name = workspace(d.resource_id);
+        create_workspace(&self.ctx.state, &name).await?;
+        self.env.push(("TF_WORKSPACE".to_string(), name));
         let init = self
             .command(&["init", "-input=false", "-no-color"], false)
             .await?;
         self.check(init, "terraform init")?;
-        self.env
-            .push(("TF_WORKSPACE".to_string(), workspace(d.resource_id)));
         let lock = "-lock-timeout=120s";
         match (d.operation.as_str(), d.action.as_deref()) {
             ("action", Some("health_check")) => {

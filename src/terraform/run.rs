@@ -244,11 +244,20 @@ mod tests {
         (result, lines, started.elapsed())
     }
 
+    /// Whether the process still lives a second after it was killed (a zombie is dead).
     fn alive(pid: &str) -> bool {
-        std::path::Path::new(&format!("/proc/{pid}")).exists()
-            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .unwrap_or_default()
-                .contains(") Z ")
+        let deadline = Instant::now() + Duration::from_secs(1);
+        loop {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let dead = stat.is_empty() || stat.contains(") Z ") || stat.contains(") X ");
+            if dead {
+                return false;
+            }
+            if Instant::now() > deadline {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     #[tokio::test]
