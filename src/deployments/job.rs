@@ -655,6 +655,47 @@ pub fn variables(resource_id: Uuid, name: &str, region: Option<&str>, desired: &
     Value::Object(variables)
 }
 
+/// A deployment whose task was cancelled before it ran: cancelled, its resource's status
+/// settled, and its log followers told.
+pub async fn cancelled_before_start(conn: &mut PgConnection, task_id: Uuid) -> sqlx::Result<()> {
+    let Some(d) = sqlx::query!(
+        "UPDATE deployments SET status = 'cancelled', error = 'cancelled by request',
+                waiting_reason = NULL, finished_at = now()
+         WHERE task_id = $1 AND status = 'queued'
+         RETURNING id, tenant_id, resource_id",
+        task_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(());
+    };
+    let status = crate::resources::settle_status(&mut *conn, d.resource_id).await?;
+    let provider_id = sqlx::query_scalar!(
+        "SELECT provider_id FROM resources WHERE id = $1",
+        d.resource_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    crate::events::resource_changed(
+        &mut *conn,
+        d.tenant_id,
+        d.resource_id,
+        provider_id,
+        "cancel",
+        &status,
+    )
+    .await?;
+    sqlx::query!(
+        "SELECT pg_notify($1, $2)",
+        super::logs::LOG_CHANNEL,
+        d.id.to_string()
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Records the outcome on the deployment and the resource, and announces it.
 async fn finish(
     ctx: &JobContext,

@@ -46,6 +46,20 @@ pub enum JobKind {
 }
 
 impl JobKind {
+    /// Settles what a task of this kind left open when it is cancelled before it started.
+    pub async fn cancelled_before_start(
+        self,
+        conn: &mut sqlx::PgConnection,
+        task_id: Uuid,
+    ) -> sqlx::Result<()> {
+        match self {
+            JobKind::ResourceApply | JobKind::ResourceDestroy | JobKind::ResourceAction => {
+                crate::deployments::job::cancelled_before_start(conn, task_id).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             JobKind::DiagnosticNoop => "diagnostic.noop",

@@ -277,7 +277,7 @@ async fn cancel_task(
                 finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
                 error = CASE WHEN status = 'queued' THEN 'cancelled by request' ELSE error END
          WHERE id = $1 AND tenant_id = $2 AND status IN ('queued', 'running')
-         RETURNING job_id",
+         RETURNING job_id, kind, status",
         task_id,
         auth.tenant_id
     )
@@ -291,6 +291,12 @@ async fn cancel_task(
             task.status.as_str()
         )));
     };
+    // Work that never started is settled now (a deployment that waited its turn, say).
+    if cancelled.status == "cancelled"
+        && let Ok(kind) = cancelled.kind.parse::<JobKind>()
+    {
+        kind.cancelled_before_start(&mut tx, task_id).await?;
+    }
     // A job not yet claimed need not be delivered at all.
     sqlx::query!(
         "UPDATE apalis.jobs SET status = 'Killed', done_at = now() WHERE id = $1 AND status = 'Pending'",

@@ -1055,3 +1055,39 @@ async fn credentials_are_redacted_from_every_stored_log_line() {
             .all(|m| !m.contains("AKIA-secret") && !m.contains("wJalrXUtnFEMI"))
     );
 }
+
+#[tokio::test]
+async fn a_deployment_cancelled_before_it_ran_is_settled() {
+    let app = TestApp::spawn().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    let accepted = create(&app, &admin, &provider, "vm", "never", json!({})).await;
+    let (id, task, deployment) = (
+        accepted["id"].as_str().unwrap(),
+        accepted["task_id"].as_str().unwrap(),
+        accepted["deployment_id"].as_str().unwrap(),
+    );
+    app.post(&format!("/api/v1/tasks/{task}/cancel"), &admin, json!({}))
+        .await
+        .assert_status(StatusCode::ACCEPTED);
+    let deployment = app
+        .get(&format!("/api/v1/deployments/{deployment}"), &admin)
+        .await
+        .body;
+    assert_eq!(deployment["status"], "cancelled");
+    let resource = app
+        .get(&format!("/api/v1/resources/{id}"), &admin)
+        .await
+        .body;
+    assert_eq!(resource["status"], "failed", "it never came to exist");
+    // The WebSocket of a cancelled deployment ends at once.
+    let address = app.serve().await;
+    let url = format!(
+        "ws://{address}/ws/deployments/{}/logs?token={}",
+        deployment["id"].as_str().unwrap(),
+        token(&admin)
+    );
+    let (mut socket, _) = connect_async(url).await.unwrap();
+    let messages = read_ws(&mut socket, None).await;
+    assert_eq!(messages.last().unwrap()["status"], "cancelled");
+}
