@@ -53,8 +53,7 @@ async fn every_task_succeeds_exactly_once_when_a_worker_is_killed_mid_way() {
         .execute(&db.pool)
         .await
         .unwrap();
-    let mut first = spawn_worker(&db.url);
-    let mut second = spawn_worker(&db.url);
+    let mut workers = vec![spawn_worker(&db.url), spawn_worker(&db.url)];
 
     // Each task writes its effect, then holds 20 ms: a kill in that window leaves an effect
     // behind an unfinished task, which the retry must not write again.
@@ -75,8 +74,26 @@ async fn every_task_succeeds_exactly_once_when_a_worker_is_killed_mid_way() {
         assert!(Instant::now() < deadline, "workers made no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    kill(Pid::from_raw(first.id().unwrap() as i32), Signal::SIGKILL).unwrap();
-    first.wait().await.unwrap();
+    // Kill the worker that is running a task right now (names are queue@host/pid/ulid), so
+    // the crash leaves work in flight.
+    let pid: i32 = loop {
+        let running: Option<String> =
+            sqlx::query_scalar("SELECT worker FROM tasks WHERE status = 'running' LIMIT 1")
+                .fetch_optional(&db.pool)
+                .await
+                .unwrap();
+        if let Some(worker) = running {
+            break worker.split('/').nth(1).unwrap().parse().unwrap();
+        }
+    };
+    let victim = workers
+        .iter()
+        .position(|w| w.id() == Some(pid as u32))
+        .expect("one of ours");
+    let mut victim = workers.remove(victim);
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    victim.wait().await.unwrap();
+    let mut second = workers.pop().unwrap();
     let killed_at = count(&db, "SELECT count(*) FROM tasks WHERE status = 'succeeded'").await;
     assert!(killed_at < 500, "the kill came mid-way");
 
