@@ -120,6 +120,43 @@ pub fn replace_database(url: &str, database: &str) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// A `strata worker` process on `url`, as deployed.
+pub(crate) fn spawn_worker(
+    url: &str,
+    concurrency: usize,
+    master_key: &str,
+    terraform: &str,
+) -> anyhow::Result<tokio::process::Child> {
+    tokio::process::Command::new(std::env::current_exe()?)
+        .arg("worker")
+        .arg("--concurrency")
+        .arg(concurrency.to_string())
+        .env("DATABASE_URL", url)
+        .env("STRATA_MASTER_KEY", master_key)
+        .env("JWT_SECRET", crate::config::generate_secret())
+        .env("STRATA_TERRAFORM", terraform)
+        .env("STRATA_LOG", "warn")
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start a worker process")
+}
+
+/// Stops worker processes as an orchestrator would: SIGTERM, then a wait.
+pub(crate) async fn stop_workers(workers: Vec<tokio::process::Child>) {
+    for worker in &workers {
+        if let Some(pid) = worker.id() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+    for mut worker in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), worker.wait()).await;
+    }
+}
+
 async fn run_queue_bench(url: &str, args: &QueueBench) -> anyhow::Result<()> {
     let db = crate::db::connect(url, 8).await?;
     crate::db::migrate(&db).await?;
@@ -131,24 +168,10 @@ async fn run_queue_bench(url: &str, args: &QueueBench) -> anyhow::Result<()> {
     .execute(&db)
     .await?;
 
-    let exe = std::env::current_exe()?;
-    let mut workers = Vec::new();
-    for _ in 0..args.workers {
-        workers.push(
-            tokio::process::Command::new(&exe)
-                .arg("worker")
-                .arg("--concurrency")
-                .arg(args.concurrency.to_string())
-                .env("DATABASE_URL", url)
-                .env("STRATA_MASTER_KEY", crate::config::generate_secret())
-                .env("JWT_SECRET", crate::config::generate_secret())
-                .env("STRATA_LOG", "warn")
-                .stdin(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .context("cannot start a worker process")?,
-        );
-    }
+    let master_key = crate::config::generate_secret();
+    let workers = (0..args.workers)
+        .map(|_| spawn_worker(url, args.concurrency, &master_key, "terraform"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let expected = (args.workers * QUEUES.len()) as i64;
     wait_for(Duration::from_secs(30), "workers to register", || async {
         let alive = sqlx::query_scalar!(
@@ -190,17 +213,7 @@ async fn run_queue_bench(url: &str, args: &QueueBench) -> anyhow::Result<()> {
             .fetch_one(&db)
             .await?;
 
-    for worker in &mut workers {
-        if let Some(pid) = worker.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-    }
-    for mut worker in workers {
-        let _ = tokio::time::timeout(Duration::from_secs(10), worker.wait()).await;
-    }
+    stop_workers(workers).await;
     db.close().await;
 
     println!(

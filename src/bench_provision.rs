@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use uuid::Uuid;
 
-use crate::bench::{ProvisionBench, percentile, wait_for};
+use crate::bench::{ProvisionBench, percentile, spawn_worker, stop_workers, wait_for};
 use crate::config::{CommonArgs, Settings};
 use crate::resources::spec::{Kind, validate};
 use crate::state::AppState;
@@ -43,17 +43,7 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
     tokio::spawn(crate::http::serve(listener, served, std::future::pending()));
 
     // The worker runs as it is deployed: its own process.
-    let mut worker = tokio::process::Command::new(std::env::current_exe()?)
-        .args(["worker", "--concurrency", "4"])
-        .env("DATABASE_URL", url)
-        .env("STRATA_MASTER_KEY", &master_key)
-        .env("JWT_SECRET", crate::config::generate_secret())
-        .env("STRATA_TERRAFORM", &common.terraform)
-        .env("STRATA_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .context("cannot start a worker process")?;
+    let worker = spawn_worker(url, 4, &master_key, &common.terraform)?;
     wait_for(
         Duration::from_secs(30),
         "the worker to register",
@@ -160,13 +150,7 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
         by_hand.push(apply_by_hand(&state, run).await?);
     }
 
-    if let Some(pid) = worker.id() {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(10), worker.wait()).await;
+    stop_workers(vec![worker]).await;
     db.close().await;
 
     let median = |values: &mut Vec<f64>| {

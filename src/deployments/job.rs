@@ -127,12 +127,12 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         outputs: Map::new(),
     };
     let result = run.execute(id, &d).await;
-    let (progress, diagnostics, summary) = (
-        run.progress.clone(),
-        run.diagnostics.clone(),
-        run.summary.clone(),
-    );
-    drop(run);
+    let Run {
+        progress,
+        diagnostics,
+        summary,
+        ..
+    } = run;
     let _ = tokio::fs::remove_dir_all(&workdir).await;
 
     match &result {
@@ -659,10 +659,11 @@ pub fn variables(resource_id: Uuid, name: &str, region: Option<&str>, desired: &
 /// settled, and its log followers told.
 pub async fn cancelled_before_start(conn: &mut PgConnection, task_id: Uuid) -> sqlx::Result<()> {
     let Some(d) = sqlx::query!(
-        "UPDATE deployments SET status = 'cancelled', error = 'cancelled by request',
+        "UPDATE deployments d SET status = 'cancelled', error = 'cancelled by request',
                 waiting_reason = NULL, finished_at = now()
-         WHERE task_id = $1 AND status = 'queued'
-         RETURNING id, tenant_id, resource_id",
+         FROM resources r
+         WHERE d.task_id = $1 AND d.status = 'queued' AND r.id = d.resource_id
+         RETURNING d.id, d.tenant_id, d.resource_id, r.provider_id",
         task_id
     )
     .fetch_optional(&mut *conn)
@@ -670,28 +671,43 @@ pub async fn cancelled_before_start(conn: &mut PgConnection, task_id: Uuid) -> s
     else {
         return Ok(());
     };
-    let status = crate::resources::settle_status(&mut *conn, d.resource_id).await?;
-    let provider_id = sqlx::query_scalar!(
-        "SELECT provider_id FROM resources WHERE id = $1",
-        d.resource_id
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    crate::events::resource_changed(
-        &mut *conn,
+    settle_and_announce(
+        conn,
+        d.id,
         d.tenant_id,
         d.resource_id,
-        provider_id,
+        d.provider_id,
         "cancel",
+    )
+    .await
+}
+
+/// After a deployment ends: settles its resource's status, announces the change on
+/// `/ws/events`, and wakes the deployment's log followers so they send `end`.
+async fn settle_and_announce(
+    conn: &mut PgConnection,
+    deployment_id: Uuid,
+    tenant_id: Uuid,
+    resource_id: Uuid,
+    provider_id: Uuid,
+    action: &str,
+) -> sqlx::Result<()> {
+    let status = crate::resources::settle_status(&mut *conn, resource_id).await?;
+    crate::events::resource_changed(
+        &mut *conn,
+        tenant_id,
+        resource_id,
+        provider_id,
+        action,
         &status,
     )
     .await?;
     sqlx::query!(
         "SELECT pg_notify($1, $2)",
         super::logs::LOG_CHANNEL,
-        d.id.to_string()
+        deployment_id.to_string()
     )
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -730,23 +746,15 @@ async fn finish(
     if status == "succeeded" {
         apply_outcome(&mut tx, d, outputs.as_ref()).await?;
     }
-    let resource_status = crate::resources::settle_status(&mut tx, d.resource_id).await?;
-    let action = d.action.clone().unwrap_or_else(|| d.operation.clone());
-    crate::events::resource_changed(
+    let action = d.action.as_deref().unwrap_or(&d.operation);
+    settle_and_announce(
         &mut tx,
+        id,
         d.tenant_id,
         d.resource_id,
         d.provider_id,
-        &action,
-        &resource_status,
+        action,
     )
-    .await?;
-    sqlx::query!(
-        "SELECT pg_notify($1, $2)",
-        super::logs::LOG_CHANNEL,
-        id.to_string()
-    )
-    .execute(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(())

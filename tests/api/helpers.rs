@@ -421,6 +421,30 @@ impl TestApp {
         As::Token(login.body["access_token"].as_str().unwrap().to_string())
     }
 
+    /// Waits (at most 30 s) until the deployment's log has a line containing `needle`.
+    pub async fn wait_for_log_line(&self, who: &As, deployment: &str, needle: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let logs = self
+                .get(&format!("/api/v1/deployments/{deployment}/logs"), who)
+                .await
+                .body;
+            let found = logs["data"].as_array().is_some_and(|lines| {
+                lines
+                    .iter()
+                    .any(|l| l["message"].as_str().is_some_and(|m| m.contains(needle)))
+            });
+            if found {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no log line with {needle:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Waits until the task has finished, and returns it.
     pub async fn wait_for_task(&self, who: &As, task_id: &str) -> Value {
         for _ in 0..1200 {

@@ -674,22 +674,7 @@ async fn a_cancelled_apply_ends_cancelled_and_leaves_no_process() {
         accepted["task_id"].as_str().unwrap(),
         accepted["deployment_id"].as_str().unwrap(),
     );
-    // Wait until the boot is under way.
-    for _ in 0..200 {
-        let logs = app
-            .get(&format!("/api/v1/deployments/{deployment}/logs"), &admin)
-            .await
-            .body;
-        if logs["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l["message"].as_str().unwrap().contains("booting"))
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_for_log_line(&admin, deployment, "booting").await;
     assert!(
         !processes_in_runs_of(deployment).is_empty(),
         "terraform is running"

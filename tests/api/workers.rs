@@ -347,23 +347,8 @@ async fn a_vm_apply_killed_with_its_worker_is_finished_by_another_exactly_once()
     );
 
     // Wait until the boot is under way, then kill the worker that runs it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let logs = app
-            .get(&format!("/api/v1/deployments/{deployment}/logs"), &admin)
-            .await
-            .body;
-        if logs["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l["message"].as_str().unwrap().contains("booting: 20%"))
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the apply did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    app.wait_for_log_line(&admin, deployment, "booting: 20%")
+        .await;
     let worker: String = sqlx::query_scalar("SELECT worker FROM tasks WHERE id = $1::uuid")
         .bind(task_id)
         .fetch_one(&app.db.pool)
