@@ -28,6 +28,9 @@ pub struct ProvisionBench {
     /// Resources created through the API (and configurations applied by hand).
     #[arg(long, default_value_t = 10)]
     pub runs: usize,
+    /// Print each run's log lines with their time since the POST, to see where time goes.
+    #[arg(long)]
+    pub timeline: bool,
 }
 
 #[derive(Debug, Clone, Args)]

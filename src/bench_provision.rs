@@ -3,8 +3,9 @@
 //!
 //! Through the API: `POST /resources` (a sandbox VM with no boot time) on the router, a worker
 //! process runs it, and a WebSocket client follows the log to `end`. By hand: the same rendered
-//! configuration, `terraform init && terraform apply -auto-approve`. Log latency: for each line,
-//! the time the client received it minus the time Terraform wrote it (its `@timestamp`).
+//! configuration, `terraform init && terraform apply -auto-approve`, and also with the steps a
+//! run takes (`init`, `plan -out`, `apply` of the plan). Log latency: for each line, the time
+//! the client received it minus the time Terraform wrote it (its `@timestamp`).
 
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -33,6 +34,8 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
         api_secret_key: None,
         terraform: common.terraform.clone(),
         terraform_plugin_dir: None,
+        terraform_gogc: common.terraform_gogc,
+        terraform_memory_limit: common.terraform_memory_limit.clone(),
         data_dir: std::env::temp_dir(),
     };
     let state = AppState::new(db.clone(), settings);
@@ -91,8 +94,11 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
 
     let mut through_api = Vec::new();
     let mut latencies_ms = Vec::new();
+    let (mut by_hand, mut by_hand_planned) = (Vec::new(), Vec::new());
+    // Interleaved, so a machine that slows down or speeds up meanwhile weighs on both alike.
     for run in 0..args.runs {
         let started = Instant::now();
+        let posted = chrono::Utc::now();
         let request = axum::http::Request::post("/api/v1/resources")
             .header("authorization", format!("Bearer {token}"))
             .header("content-type", "application/json")
@@ -103,6 +109,15 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
         let response = router.clone().oneshot(request).await?;
         if response.status() != axum::http::StatusCode::ACCEPTED {
             bail!("POST /resources answered {}", response.status());
+        }
+        let since_post = |at: chrono::DateTime<chrono::Utc>| {
+            (at - posted).num_microseconds().unwrap_or(0) as f64 / 1000.0
+        };
+        if args.timeline {
+            eprintln!(
+                "run {run} +{:.1} ms: POST answered",
+                since_post(chrono::Utc::now())
+            );
         }
         let body = http_body_util::BodyExt::collect(response.into_body())
             .await?
@@ -126,6 +141,9 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
             };
             let line: Value = serde_json::from_str(&text)?;
             if line["type"] == "end" {
+                if args.timeline {
+                    eprintln!("run {run} +{:.1} ms: end received", since_post(received));
+                }
                 if line["status"] != "succeeded" {
                     bail!("run {run} ended {}", line["status"]);
                 }
@@ -136,18 +154,20 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
                 .and_then(|t| t.parse::<chrono::DateTime<chrono::Utc>>().ok())
             {
                 let ms = (received - ts).num_microseconds().unwrap_or(0) as f64 / 1000.0;
-                if std::env::var_os("STRATA_BENCH_DEBUG").is_some() && ms > 20.0 {
-                    eprintln!("{ms:.1} ms: {} {}", line["type"], line["message"]);
+                if args.timeline {
+                    eprintln!(
+                        "run {run} +{:.1} ms: {} {} (received {ms:.1} ms later)",
+                        since_post(ts),
+                        line["type"],
+                        line["message"]
+                    );
                 }
                 latencies_ms.push(ms);
             }
         }
         through_api.push(started.elapsed().as_secs_f64());
-    }
-
-    let mut by_hand = Vec::new();
-    for run in 0..args.runs {
-        by_hand.push(apply_by_hand(&state, run).await?);
+        by_hand.push(apply_by_hand(&state, run, false).await?);
+        by_hand_planned.push(apply_by_hand(&state, run, true).await?);
     }
 
     stop_workers(vec![worker]).await;
@@ -157,21 +177,31 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
         values.sort_by(f64::total_cmp);
         percentile(values, 50.0)
     };
-    let (api, hand) = (median(&mut through_api), median(&mut by_hand));
+    let (api, hand, planned) = (
+        median(&mut through_api),
+        median(&mut by_hand),
+        median(&mut by_hand_planned),
+    );
     latencies_ms.sort_by(f64::total_cmp);
     println!(
         "strata bench provision: {} runs of a sandbox vm (boot time 0)",
         args.runs
     );
     println!(
-        "  through the API (POST to the log's end): median {:.0} ms; by hand (terraform init && apply): median {:.0} ms",
-        api * 1000.0,
-        hand * 1000.0
+        "  through the API (POST to the log's end): median {:.0} ms",
+        api * 1000.0
     );
     println!(
-        "  ratio {:.2}x, overhead {:.0} ms per run",
+        "  by hand, terraform init && terraform apply: median {:.0} ms; ratio {:.2}x, overhead {:.0} ms per run",
+        hand * 1000.0,
         api / hand,
         (api - hand) * 1000.0
+    );
+    println!(
+        "  by hand, the same steps as a run (init && plan -out && apply of the plan): median {:.0} ms; ratio {:.2}x, overhead {:.0} ms per run",
+        planned * 1000.0,
+        api / planned,
+        (api - planned) * 1000.0
     );
     println!(
         "  log latency (Terraform writes a line -> WebSocket client has it), {} lines: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -183,8 +213,9 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
     Ok(())
 }
 
-/// The configuration a sandbox VM gets, applied by hand; returns the seconds it took.
-async fn apply_by_hand(state: &AppState, run: usize) -> anyhow::Result<f64> {
+/// The configuration a sandbox VM gets, applied by hand (with a separate saved plan when
+/// `planned`); returns the seconds it took.
+async fn apply_by_hand(state: &AppState, run: usize, planned: bool) -> anyhow::Result<f64> {
     let validated = validate("sandbox", Kind::Vm, &json!({"boot_seconds": 0}), None)?;
     let main_tf = render::render("sandbox", "vm", &validated.structure)?;
     let desired = validated.desired(&json!({}), "running");
@@ -206,15 +237,24 @@ async fn apply_by_hand(state: &AppState, run: usize) -> anyhow::Result<f64> {
             crate::deployments::job::backend_connection_string(&state.db.connect_options()),
         ),
         // A fresh schema: the default workspace of an empty state, as a first apply by hand.
-        ("PG_SCHEMA_NAME", format!("bench_by_hand_{run}")),
+        ("PG_SCHEMA_NAME", format!("bench_by_hand_{run}_{planned}")),
     ];
+    let steps: &[&[&str]] = if planned {
+        &[
+            &["init", "-input=false", "-no-color"],
+            &["plan", "-input=false", "-no-color", "-out=plan.tfplan"],
+            &["apply", "-input=false", "-no-color", "plan.tfplan"],
+        ]
+    } else {
+        &[
+            &["init", "-input=false", "-no-color"],
+            &["apply", "-auto-approve", "-input=false", "-no-color"],
+        ]
+    };
     let started = Instant::now();
-    for args in [
-        &["init", "-input=false", "-no-color"][..],
-        &["apply", "-auto-approve", "-input=false", "-no-color"][..],
-    ] {
+    for args in steps {
         let status = tokio::process::Command::new(state.terraform.program())
-            .args(args)
+            .args(*args)
             .current_dir(&dir)
             .env_clear()
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))

@@ -55,6 +55,21 @@ pub struct CommonArgs {
     #[arg(long, env = "STRATA_TERRAFORM_PLUGIN_DIR", global = true)]
     pub terraform_plugin_dir: Option<PathBuf>,
 
+    /// GOGC for Terraform and its providers: Go collects garbage when the heap grows by this
+    /// percentage. Go's default, 100, makes a short run spend ~20% of its time collecting.
+    #[arg(
+        long,
+        env = "STRATA_TERRAFORM_GOGC",
+        default_value_t = 400,
+        global = true
+    )]
+    pub terraform_gogc: u32,
+
+    /// GOMEMLIMIT for Terraform and its providers: past this heap size Go collects garbage
+    /// however GOGC is set (Go's syntax: 512MiB, 2GiB, or "off").
+    #[arg(long, env = "STRATA_TERRAFORM_MEMORY_LIMIT", default_value = "2GiB", value_parser = parse_go_memory_limit, global = true)]
+    pub terraform_memory_limit: String,
+
     /// Largest number of database connections this process opens.
     #[arg(
         long,
@@ -103,6 +118,8 @@ pub struct Settings {
     pub api_secret_key: Option<String>,
     pub terraform: String,
     pub terraform_plugin_dir: Option<PathBuf>,
+    pub terraform_gogc: u32,
+    pub terraform_memory_limit: String,
     pub data_dir: PathBuf,
 }
 
@@ -161,8 +178,27 @@ impl Settings {
             api_secret_key: args.api_secret_key.clone().filter(|k| !k.is_empty()),
             terraform: args.terraform.clone(),
             terraform_plugin_dir: args.terraform_plugin_dir.clone(),
+            terraform_gogc: args.terraform_gogc,
+            terraform_memory_limit: args.terraform_memory_limit.clone(),
             data_dir: args.data_dir.clone(),
         })
+    }
+}
+
+/// A GOMEMLIMIT value: "off", or a whole number of bytes with an optional unit.
+fn parse_go_memory_limit(text: &str) -> Result<String, String> {
+    let digits = text.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let unit = &text[digits.len()..];
+    let valid = text == "off"
+        || (!digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && ["", "B", "KiB", "MiB", "GiB", "TiB"].contains(&unit));
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a Go memory limit (like 512MiB, 2GiB or off)"
+        ))
     }
 }
 
@@ -216,6 +252,16 @@ pub fn write_private_file(path: &std::path::Path, contents: &str) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn go_memory_limits_take_gos_syntax() {
+        for ok in ["off", "2GiB", "512MiB", "1073741824", "100B"] {
+            assert_eq!(parse_go_memory_limit(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", "2GB", "two", "-1GiB", "1.5GiB", "GiB"] {
+            assert!(parse_go_memory_limit(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn master_key_accepts_hex_and_base64_of_32_bytes() {

@@ -10,12 +10,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
-use sqlx::{Connection, PgConnection};
+use sqlx::pool::PoolConnection;
+use sqlx::{PgConnection, Postgres};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::logs::LogWriter;
 use crate::jobs::{JobContext, JobError};
+use crate::terraform::init_cache::InitCache;
 use crate::terraform::render;
 use crate::terraform::run::{self, Limits, RunError, Stream};
 
@@ -72,8 +74,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         return Ok(json!({ "deployment_id": id, "status": d.status }));
     }
 
-    // Held for the whole run; released when the connection closes, even if this worker dies.
-    let _turn = wait_for_turn(ctx, id, &d).await?;
+    let turn = wait_for_turn(ctx, id, &d).await?;
     let attempt = sqlx::query_scalar!(
         "UPDATE deployments SET status = 'running', waiting_reason = NULL, attempts = attempts + 1,
                 started_at = COALESCE(started_at, now())
@@ -112,9 +113,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         .to_string(),
     );
 
-    let workdir = std::env::temp_dir()
-        .join("strata-runs")
-        .join(format!("{id}-{attempt}"));
+    let workdir = crate::terraform::runs_dir().join(format!("{id}-{attempt}"));
     let mut run = Run {
         ctx,
         log: &log,
@@ -133,8 +132,6 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         summary,
         ..
     } = run;
-    let _ = tokio::fs::remove_dir_all(&workdir).await;
-
     match &result {
         Ok(_) => log.line("info", "system", "deployment succeeded"),
         Err(JobError::Cancelled) => log.line("warn", "system", "deployment cancelled"),
@@ -142,16 +139,55 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     }
     // Every line is stored before the final status, so a reader that sees the status has them all.
     log.finish().await;
-    finish(ctx, id, &d, &result, progress, diagnostics, summary).await?;
+    let finished = finish(ctx, id, &d, &result, progress, diagnostics, summary).await;
+    turn.release().await;
+    let _ = tokio::fs::remove_dir_all(&workdir).await;
+    finished?;
     result
+}
+
+/// A resource's advisory lock, held on a connection of `run_locks` for a whole run. Released
+/// by `release`; a guard dropped unreleased (a run abandoned mid-way) closes its connection,
+/// which releases the lock too. If the worker dies, so does the connection.
+struct ResourceTurn {
+    conn: Option<PoolConnection<Postgres>>,
+    resource_id: Uuid,
+}
+
+impl ResourceTurn {
+    async fn release(mut self) {
+        let Some(mut conn) = self.conn.take() else {
+            return;
+        };
+        let unlocked = sqlx::query_scalar!(
+            r#"SELECT pg_advisory_unlock(('x' || substr(md5($1::text), 1, 16))::bit(64)::bigint) AS "unlocked!""#,
+            self.resource_id.to_string()
+        )
+        .fetch_one(&mut *conn)
+        .await;
+        if !matches!(unlocked, Ok(true)) {
+            conn.close_on_drop();
+        }
+    }
+}
+
+impl Drop for ResourceTurn {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.as_mut() {
+            conn.close_on_drop();
+        }
+    }
 }
 
 /// Waits until every earlier deployment of the resource has finished and no other worker runs
 /// this resource, reporting why on the task and the deployment meanwhile. Returns the
-/// connection that holds the resource's advisory lock.
-async fn wait_for_turn(ctx: &JobContext, id: Uuid, d: &Loaded) -> Result<PgConnection, JobError> {
+/// resource's advisory lock.
+async fn wait_for_turn(ctx: &JobContext, id: Uuid, d: &Loaded) -> Result<ResourceTurn, JobError> {
     let db = &ctx.state.db;
-    let mut lock = PgConnection::connect_with(&db.connect_options()).await?;
+    let mut turn = ResourceTurn {
+        conn: Some(ctx.state.run_locks.acquire().await?),
+        resource_id: d.resource_id,
+    };
     let mut reported: Option<String> = None;
     loop {
         let blocker = sqlx::query_scalar!(
@@ -166,12 +202,13 @@ async fn wait_for_turn(ctx: &JobContext, id: Uuid, d: &Loaded) -> Result<PgConne
         )
         .fetch_optional(db)
         .await?;
+        let lock = turn.conn.as_mut().expect("held until released");
         let locked = blocker.is_none()
             && sqlx::query_scalar!(
                 r#"SELECT pg_try_advisory_lock(('x' || substr(md5($1::text), 1, 16))::bit(64)::bigint) AS "locked!""#,
                 d.resource_id.to_string()
             )
-            .fetch_one(&mut lock)
+            .fetch_one(&mut **lock)
             .await?;
         if locked {
             if reported.is_some() {
@@ -183,7 +220,7 @@ async fn wait_for_turn(ctx: &JobContext, id: Uuid, d: &Loaded) -> Result<PgConne
                 .execute(db)
                 .await?;
             }
-            return Ok(lock);
+            return Ok(turn);
         }
         let reason = match blocker {
             Some(other) => format!("waiting for deployment {other}"),
@@ -272,6 +309,13 @@ fn terraform_env(
         ("PG_SKIP_TABLE_CREATION".to_string(), "true".to_string()),
         ("PG_SKIP_INDEX_CREATION".to_string(), "true".to_string()),
     ];
+    env.extend(
+        ctx.state
+            .terraform
+            .go_runtime
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone())),
+    );
     let get = |key: &str| {
         secrets
             .get(key)
@@ -378,26 +422,19 @@ impl Run<'_> {
         let name = workspace(d.resource_id);
         create_workspace(&self.ctx.state, &name).await?;
         self.env.push(("TF_WORKSPACE".to_string(), name));
-        let init = self
-            .command(&["init", "-input=false", "-no-color"], false)
-            .await?;
-        self.check(init, "terraform init")?;
         let lock = "-lock-timeout=120s";
         match (d.operation.as_str(), d.action.as_deref()) {
             ("action", Some("health_check")) => {
                 let plan = self
-                    .command(
-                        &[
-                            "plan",
-                            "-refresh-only",
-                            "-detailed-exitcode",
-                            "-json",
-                            "-input=false",
-                            "-no-color",
-                            lock,
-                        ],
-                        true,
-                    )
+                    .first_command(&[
+                        "plan",
+                        "-refresh-only",
+                        "-detailed-exitcode",
+                        "-json",
+                        "-input=false",
+                        "-no-color",
+                        lock,
+                    ])
                     .await?;
                 return match plan {
                     0 => Ok(json!({"deployment_id": id, "healthy": true, "drift": false})),
@@ -407,53 +444,121 @@ impl Run<'_> {
             }
             ("destroy", _) => {
                 let destroy = self
-                    .command(
-                        &[
-                            "destroy",
-                            "-auto-approve",
-                            "-json",
-                            "-input=false",
-                            "-no-color",
-                            lock,
-                        ],
-                        true,
-                    )
+                    .first_command(&[
+                        "destroy",
+                        "-auto-approve",
+                        "-json",
+                        "-input=false",
+                        "-no-color",
+                        lock,
+                    ])
                     .await?;
                 self.check(destroy, "terraform destroy")?;
             }
             _ => {
                 let plan = self
-                    .command(
-                        &[
-                            "plan",
-                            "-json",
-                            "-input=false",
-                            "-no-color",
-                            lock,
-                            "-out=plan.tfplan",
-                        ],
-                        true,
-                    )
+                    .first_command(&[
+                        "plan",
+                        "-json",
+                        "-input=false",
+                        "-no-color",
+                        lock,
+                        "-out=plan.tfplan",
+                    ])
                     .await?;
                 self.check(plan, "terraform plan")?;
-                self.save_progress(id).await?;
-                let apply = self
-                    .command(
-                        &[
-                            "apply",
-                            "-json",
-                            "-input=false",
-                            "-no-color",
-                            lock,
-                            "plan.tfplan",
-                        ],
-                        true,
-                    )
-                    .await?;
-                self.check(apply, "terraform apply")?;
+                // The plan's summary is stored while the apply starts.
+                let saved = self.save_progress(id);
+                let args = [
+                    "apply",
+                    "-json",
+                    "-input=false",
+                    "-no-color",
+                    lock,
+                    "plan.tfplan",
+                ];
+                let apply = self.command(&args, true);
+                let (saved, apply) = tokio::join!(saved, apply);
+                saved?;
+                self.check(apply?, "terraform apply")?;
             }
         }
         Ok(json!({"deployment_id": id, "outputs": self.outputs}))
+    }
+
+    /// `terraform init`, or the kept result of an identical configuration's (see
+    /// `terraform::init_cache`). Returns the key of the entry it reused, if it did.
+    async fn init(&mut self) -> Result<Option<String>, JobError> {
+        let terraform = &self.ctx.state.terraform;
+        let key = match terraform.version().await {
+            Ok(version) => InitCache::key(&version, &self.dir).ok(),
+            Err(_) => None,
+        };
+        if let Some(key) = &key {
+            let (cache, dir, lookup) =
+                (terraform.init_cache.clone(), self.dir.clone(), key.clone());
+            let restored = tokio::task::spawn_blocking(move || cache.restore(&lookup, &dir)).await;
+            if let Ok(Ok(true)) = restored {
+                self.log.line(
+                    "info",
+                    "system",
+                    "terraform init: reused the initialized directory of an identical configuration",
+                );
+                return Ok(key.clone().into());
+            }
+        }
+        self.fresh_init(key).await?;
+        Ok(None)
+    }
+
+    /// Runs `terraform init` and keeps its result under `key`.
+    async fn fresh_init(&mut self, key: Option<String>) -> Result<(), JobError> {
+        let init = self
+            .command(&["init", "-input=false", "-no-color"], false)
+            .await?;
+        self.check(init, "terraform init")?;
+        if let Some(key) = key {
+            let (cache, dir) = (
+                self.ctx.state.terraform.init_cache.clone(),
+                self.dir.clone(),
+            );
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || cache.store(&key, &dir)).await
+            {
+                tracing::warn!(error = %err, "cannot keep the result of terraform init");
+            }
+        }
+        Ok(())
+    }
+
+    /// The command after `init`. When `init` was reused and Terraform says the directory needs
+    /// one (the kept entry was damaged), it forgets the entry, initializes and runs it again.
+    async fn first_command(&mut self, args: &[&str]) -> Result<i32, JobError> {
+        let reused = self.init().await?;
+        let code = self.command(args, true).await?;
+        let Some(key) = reused else {
+            return Ok(code);
+        };
+        let asks_for_init = self.diagnostics.iter().any(|d| {
+            d.get("severity").and_then(Value::as_str) == Some("error")
+                && ["summary", "detail"].iter().any(|k| {
+                    d.get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|text| text.contains("terraform init"))
+                })
+        });
+        if code != 1 || !asks_for_init {
+            return Ok(code);
+        }
+        self.log.line(
+            "warn",
+            "system",
+            "the reused init does not fit this directory; running terraform init",
+        );
+        self.ctx.state.terraform.init_cache.forget(&key);
+        self.diagnostics.clear();
+        self.stderr_tail.clear();
+        self.fresh_init(Some(key)).await?;
+        self.command(args, true).await
     }
 
     fn check(&self, code: i32, what: &str) -> Result<(), JobError> {
@@ -488,18 +593,26 @@ impl Run<'_> {
         })
     }
 
-    async fn save_progress(&self, id: Uuid) -> Result<(), JobError> {
-        sqlx::query!(
-            "UPDATE deployments SET plan_summary = COALESCE($2, plan_summary), progress = $3, diagnostics = $4
-             WHERE id = $1",
-            id,
-            self.summary,
-            Value::Object(self.progress.clone()),
-            Value::Array(self.diagnostics.clone())
-        )
-        .execute(&self.ctx.state.db)
-        .await?;
-        Ok(())
+    /// Stores the plan summary, progress and diagnostics so far. The future owns what it
+    /// writes, so it can run while Terraform does.
+    fn save_progress(&self, id: Uuid) -> impl Future<Output = Result<(), JobError>> + 'static {
+        let db = self.ctx.state.db.clone();
+        let summary = self.summary.clone();
+        let progress = Value::Object(self.progress.clone());
+        let diagnostics = Value::Array(self.diagnostics.clone());
+        async move {
+            sqlx::query!(
+                "UPDATE deployments SET plan_summary = COALESCE($2, plan_summary), progress = $3, diagnostics = $4
+                 WHERE id = $1",
+                id,
+                summary,
+                progress,
+                diagnostics
+            )
+            .execute(&db)
+            .await?;
+            Ok(())
+        }
     }
 
     /// Runs one Terraform command, logging its output (parsed when `json`).

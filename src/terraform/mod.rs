@@ -1,5 +1,6 @@
 //! The `terraform` executable: discovery, version, configuration rendering and runs.
 
+pub mod init_cache;
 pub mod render;
 pub mod run;
 
@@ -8,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+
+use init_cache::InitCache;
 use tokio::sync::Mutex;
 
 /// The `terraform` executable. Its version is asked once a minute at most.
@@ -16,7 +19,16 @@ pub struct Terraform {
     program: Arc<str>,
     /// A filesystem mirror of provider plugins, for machines that cannot download them.
     pub plugin_dir: Option<PathBuf>,
+    /// Results of `terraform init`, reused by runs of an identical configuration.
+    pub init_cache: InitCache,
+    /// GOGC and GOMEMLIMIT for Terraform and its providers.
+    pub go_runtime: [(&'static str, String); 2],
     version: Arc<Mutex<Option<CachedVersion>>>,
+}
+
+/// Where runs get their working directories.
+pub fn runs_dir() -> PathBuf {
+    std::env::temp_dir().join("strata-runs")
 }
 
 /// When the version was asked, and the answer.
@@ -32,12 +44,27 @@ impl Terraform {
         Self {
             program: program.into(),
             plugin_dir: None,
+            init_cache: InitCache::new(runs_dir().join("init-cache")),
+            go_runtime: [("GOGC", "100".into()), ("GOMEMLIMIT", "off".into())],
             version: Arc::default(),
         }
     }
 
     pub fn with_plugin_dir(mut self, plugin_dir: Option<PathBuf>) -> Self {
         self.plugin_dir = plugin_dir;
+        self
+    }
+
+    pub fn with_go_runtime(mut self, gogc: u32, memory_limit: &str) -> Self {
+        self.go_runtime = [
+            ("GOGC", gogc.to_string()),
+            ("GOMEMLIMIT", memory_limit.to_string()),
+        ];
+        self
+    }
+
+    pub fn with_init_cache(mut self, dir: PathBuf) -> Self {
+        self.init_cache = InitCache::new(dir);
         self
     }
 

@@ -87,8 +87,8 @@ pub fn write_workdir(
     plugin_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join("main.tf"), main_tf)?;
-    std::fs::write(dir.join("backend.tf"), BACKEND_TF)?;
+    std::fs::write(dir.join(MAIN_FILE), main_tf)?;
+    std::fs::write(dir.join(BACKEND_FILE), BACKEND_TF)?;
     std::fs::write(
         dir.join("terraform.tfvars.json"),
         serde_json::to_vec_pretty(variables)?,
@@ -103,6 +103,12 @@ pub fn write_workdir(
     std::fs::write(dir.join(CLI_CONFIG), cli_config)?;
     Ok(())
 }
+
+/// The rendered configuration in each working directory.
+pub const MAIN_FILE: &str = "main.tf";
+
+/// The backend block in each working directory.
+pub const BACKEND_FILE: &str = "backend.tf";
 
 /// The CLI configuration file in each working directory (`TF_CLI_CONFIG_FILE`).
 pub const CLI_CONFIG: &str = "terraformrc";

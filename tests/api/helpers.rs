@@ -195,6 +195,8 @@ pub fn test_settings() -> Settings {
         api_secret_key: Some(OPERATOR_KEY.into()),
         terraform: std::env::var("STRATA_TERRAFORM").unwrap_or_else(|_| "terraform".into()),
         terraform_plugin_dir: None,
+        terraform_gogc: 400,
+        terraform_memory_limit: "2GiB".into(),
         data_dir: std::env::temp_dir(),
     }
 }

@@ -35,6 +35,27 @@ pub async fn create(
     accepted.body
 }
 
+/// Creates a sandbox vm with no boot time and waits until its task has succeeded; returns the
+/// `POST` answer.
+pub async fn create_quick_vm(app: &TestApp, who: &As, provider: &str, name: &str) -> Value {
+    let accepted = create(app, who, provider, "vm", name, json!({"boot_seconds": 0})).await;
+    let task = app
+        .wait_for_task(who, accepted["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    accepted
+}
+
+/// The resource a `POST /resources` answer is about, as `GET /resources/{id}` shows it.
+pub async fn resource_of(app: &TestApp, who: &As, accepted: &Value) -> Value {
+    app.get(
+        &format!("/api/v1/resources/{}", accepted["id"].as_str().unwrap()),
+        who,
+    )
+    .await
+    .body
+}
+
 /// How many resources the Terraform state of a resource holds.
 pub async fn state_resources(app: &TestApp, resource_id: &str) -> Vec<String> {
     let state: Option<String> =
@@ -402,13 +423,7 @@ async fn storage_network_dns_records_and_clusters_are_created_with_their_outputs
             .wait_for_task(&admin, accepted["task_id"].as_str().unwrap())
             .await;
         assert_eq!(task["status"], "succeeded", "{kind}: {task}");
-        let resource = app
-            .get(
-                &format!("/api/v1/resources/{}", accepted["id"].as_str().unwrap()),
-                &admin,
-            )
-            .await
-            .body;
+        let resource = resource_of(&app, &admin, accepted).await;
         assert_eq!(resource["status"], "active", "{kind}");
         assert!(
             resource["attributes"][output]
@@ -612,30 +627,12 @@ async fn a_failing_provisioner_fails_the_task_with_terraforms_diagnostic() {
             .contains("exit status 3"),
         "{deployment}"
     );
-    let logs = app
-        .get(
-            &format!(
-                "/api/v1/deployments/{}/logs",
-                accepted["deployment_id"].as_str().unwrap()
-            ),
-            &admin,
-        )
-        .await
-        .body;
+    let logs = log_messages(&app, &admin, &accepted["deployment_id"]).await;
     assert!(
-        logs["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|l| l["message"].as_str().unwrap().contains("no bootable disk"))
+        logs.iter().any(|m| m.contains("no bootable disk")),
+        "{logs:?}"
     );
-    let resource = app
-        .get(
-            &format!("/api/v1/resources/{}", accepted["id"].as_str().unwrap()),
-            &admin,
-        )
-        .await
-        .body;
+    let resource = resource_of(&app, &admin, &accepted).await;
     assert_eq!(resource["status"], "failed");
 }
 
@@ -1075,4 +1072,159 @@ async fn a_deployment_cancelled_before_it_ran_is_settled() {
     let (mut socket, _) = connect_async(url).await.unwrap();
     let messages = read_ws(&mut socket, None).await;
     assert_eq!(messages.last().unwrap()["status"], "cancelled");
+}
+
+/// The messages of a deployment's stored log.
+async fn log_messages(app: &TestApp, who: &As, deployment: &Value) -> Vec<String> {
+    let logs = app
+        .get(
+            &format!(
+                "/api/v1/deployments/{}/logs?limit=1000",
+                deployment.as_str().unwrap()
+            ),
+            who,
+        )
+        .await
+        .body;
+    logs["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["message"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terraform_init_is_reused_for_an_identical_configuration_and_redone_when_damaged() {
+    let mut app = TestApp::spawn().await;
+    let cache = std::env::temp_dir().join(format!("strata-init-cache-{}", uuid::Uuid::new_v4()));
+    app.state.terraform = app.state.terraform.clone().with_init_cache(cache.clone());
+    app.start_workers();
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    let mut logs = vec![];
+    for name in ["first", "second", "third"] {
+        if name == "third" {
+            // Damage every kept entry the way a cleaner of temporary files would.
+            for entry in std::fs::read_dir(&cache).unwrap().flatten() {
+                std::fs::remove_file(entry.path().join(".terraform/terraform.tfstate")).unwrap();
+            }
+        }
+        let accepted = create_quick_vm(&app, &admin, &provider, name).await;
+        logs.push(log_messages(&app, &admin, &accepted["deployment_id"]).await);
+        let resource = resource_of(&app, &admin, &accepted).await;
+        assert_eq!(resource["status"], "active", "{resource}");
+        assert_eq!(
+            state_resources(&app, accepted["id"].as_str().unwrap())
+                .await
+                .len(),
+            2,
+            "the vm and its power state"
+        );
+    }
+    let has = |log: &[String], needle: &str| log.iter().any(|m| m.contains(needle));
+    let reused = "reused the initialized directory";
+    assert!(has(&logs[0], "Initializing the backend"), "{:?}", logs[0]);
+    assert!(!has(&logs[0], reused), "{:?}", logs[0]);
+    assert!(has(&logs[1], reused), "{:?}", logs[1]);
+    assert!(!has(&logs[1], "Initializing the backend"), "{:?}", logs[1]);
+    assert!(has(&logs[2], "running terraform init"), "{:?}", logs[2]);
+    assert!(has(&logs[2], "Initializing the backend"), "{:?}", logs[2]);
+    // The repaired entry is kept again, whole.
+    let entries: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert!(
+        entries[0]
+            .path()
+            .join(".terraform/terraform.tfstate")
+            .is_file()
+    );
+    let _ = std::fs::remove_dir_all(&cache);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terraform_gets_only_its_own_environment() {
+    // A `terraform` that writes down its environment, then runs the real one.
+    let dir = std::env::temp_dir().join(format!("strata-env-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = std::env::var("STRATA_TERRAFORM").unwrap_or_else(|_| "terraform".into());
+    let wrapper = dir.join("terraform");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = version ] || env > \"{}/env-$1-$$\"\nexec {real} \"$@\"\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut settings = crate::helpers::test_settings();
+    settings.terraform = wrapper.display().to_string();
+    settings.terraform_gogc = 250;
+    settings.terraform_memory_limit = "768MiB".into();
+    let mut app = TestApp::spawn_with(settings).await;
+    app.start_workers();
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    let accepted = create_quick_vm(&app, &admin, &provider, "env").await;
+
+    let mut commands = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(command) = name.strip_prefix("env-") else {
+            continue;
+        };
+        commands.insert(command.split('-').next().unwrap().to_string());
+        let env: std::collections::BTreeMap<String, String> = std::fs::read_to_string(entry.path())
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let names: BTreeSet<&str> = env.keys().map(String::as_str).collect();
+        // `sh` adds PWD (and may add SHLVL and _); everything else is Strata's choice.
+        let expected = BTreeSet::from([
+            "PATH",
+            "HOME",
+            "TF_IN_AUTOMATION",
+            "CHECKPOINT_DISABLE",
+            "TF_CLI_CONFIG_FILE",
+            "PG_CONN_STR",
+            "PG_SCHEMA_NAME",
+            "PG_SKIP_SCHEMA_CREATION",
+            "PG_SKIP_TABLE_CREATION",
+            "PG_SKIP_INDEX_CREATION",
+            "TF_WORKSPACE",
+            "GOGC",
+            "GOMEMLIMIT",
+        ]);
+        let extra: Vec<_> = names
+            .difference(&expected)
+            .filter(|n| !["PWD", "SHLVL", "_"].contains(n))
+            .collect();
+        assert!(extra.is_empty(), "{name}: unexpected variables {extra:?}");
+        assert!(names.is_superset(&expected), "{name}: {names:?}");
+        assert_eq!(env["GOGC"], "250");
+        assert_eq!(env["GOMEMLIMIT"], "768MiB");
+        assert_eq!(env["CHECKPOINT_DISABLE"], "1");
+        assert_eq!(env["PG_SCHEMA_NAME"], "terraform_state");
+        assert_eq!(
+            env["TF_WORKSPACE"],
+            format!("res-{}", accepted["id"].as_str().unwrap())
+        );
+        assert!(
+            env["TF_CLI_CONFIG_FILE"].starts_with(&env["HOME"]),
+            "the CLI configuration is the run's own"
+        );
+    }
+    // This test's cache directory is the shared one, so init may have been reused.
+    assert!(
+        commands.is_superset(&BTreeSet::from(["plan".to_string(), "apply".to_string()])),
+        "{commands:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
