@@ -1228,3 +1228,109 @@ async fn terraform_gets_only_its_own_environment() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_cloud_run_installs_its_provider_from_the_mirror_and_hands_it_the_credentials() {
+    let root = std::env::temp_dir().join(format!("strata-mirror-{}", uuid::Uuid::new_v4()));
+    let (mirror, seen) = (root.join("mirror"), root.join("seen"));
+    std::fs::create_dir_all(&seen).unwrap();
+    // A stand-in for the AWS provider: it writes down the environment it was started with and
+    // fails, as a provider that cannot start would.
+    crate::templates::mirror_provider(
+        &mirror,
+        "hashicorp/aws",
+        "5.0.0",
+        &format!(
+            "#!/bin/sh\nenv > \"{}/env-$$\"\necho 'stand-in provider' >&2\nexit 1\n",
+            seen.display()
+        ),
+    );
+    let mut settings = crate::helpers::test_settings();
+    settings.terraform_plugin_dir = Some(mirror.clone());
+    let mut app = TestApp::spawn_with(settings).await;
+    app.state.terraform = app
+        .state
+        .terraform
+        .clone()
+        .with_init_cache(root.join("init-cache"));
+    app.start_workers();
+    let (admin, _) = app.user("admin@example.com").await;
+    let (access_key, secret_key) = ("AKIAMIRRORTEST0001", "mirror-secret-value-0123456789");
+    let credential = app
+        .post(
+            "/api/v1/credentials",
+            &admin,
+            json!({"provider": "aws", "name": "aws", "access_key": access_key, "secret_key": secret_key}),
+        )
+        .await;
+    credential.assert_status(StatusCode::CREATED);
+    let provider = app
+        .post(
+            "/api/v1/providers",
+            &admin,
+            json!({"provider_type": "aws", "display_name": "aws", "region": "us-east-1",
+                   "credential_id": credential.body["id"]}),
+        )
+        .await;
+    provider.assert_status(StatusCode::CREATED);
+
+    let mut logs = vec![];
+    for name in ["web-1", "web-2"] {
+        let accepted = app
+            .post(
+                "/api/v1/resources",
+                &admin,
+                json!({"provider_id": provider.body["id"], "kind": "vm", "name": name,
+                       "region": "us-east-1", "spec": {"ami": "ami-0123456789abcdef0"}}),
+            )
+            .await;
+        accepted.assert_status(StatusCode::ACCEPTED);
+        let task = app
+            .wait_for_task(&admin, accepted.body["task_id"].as_str().unwrap())
+            .await;
+        assert_eq!(task["status"], "failed", "{task}");
+        let error = task["error"].as_str().unwrap();
+        assert!(error.starts_with("terraform plan failed"), "{error}");
+        assert!(
+            error.contains("registry.terraform.io/hashicorp/aws"),
+            "{error}"
+        );
+        logs.push(log_messages(&app, &admin, &accepted.body["deployment_id"]).await);
+    }
+    let joined = |log: &[String]| log.join("\n");
+    assert!(
+        joined(&logs[0]).contains("Installed hashicorp/aws v5.0.0"),
+        "{}",
+        joined(&logs[0])
+    );
+    // The second run reuses the first one's init, the provider's link to the mirror included.
+    assert!(
+        joined(&logs[1]).contains("reused the initialized directory"),
+        "{}",
+        joined(&logs[1])
+    );
+
+    let started: Vec<String> = std::fs::read_dir(&seen)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert!(started.len() >= 2, "the provider ran in both runs");
+    for env in &started {
+        assert!(
+            env.lines()
+                .any(|l| l == format!("AWS_ACCESS_KEY_ID={access_key}")),
+            "{env}"
+        );
+        assert!(
+            env.lines()
+                .any(|l| l == format!("AWS_SECRET_ACCESS_KEY={secret_key}")),
+            "{env}"
+        );
+        assert!(env.lines().any(|l| l == "AWS_REGION=us-east-1"), "{env}");
+    }
+    for log in &logs {
+        assert!(!joined(log).contains(secret_key) && !joined(log).contains(access_key));
+    }
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -224,3 +224,112 @@ fn tempfile_dir() -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// The providers a configuration requires: (source, lowest version its constraint allows).
+fn required_providers(hcl: &str) -> Vec<(String, String)> {
+    let quoted = |line: &str, key: &str| {
+        let rest = line
+            .trim()
+            .strip_prefix(key)?
+            .trim_start()
+            .strip_prefix('=')?;
+        Some(rest.trim().trim_matches('"').to_string())
+    };
+    let lines: Vec<&str> = hcl.lines().collect();
+    lines
+        .windows(2)
+        .filter_map(|pair| {
+            let source = quoted(pair[0], "source")?;
+            let constraint = quoted(pair[1], "version")?;
+            let version = constraint.trim_start_matches("~>").trim();
+            Some((source, format!("{version}.0")))
+        })
+        .collect()
+}
+
+/// Terraform's name for this machine's platform.
+pub fn terraform_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    format!("{}_{arch}", std::env::consts::OS)
+}
+
+/// Puts a stand-in provider binary (`script`) into a filesystem mirror, in the unpacked
+/// layout Terraform reads.
+pub fn mirror_provider(mirror: &std::path::Path, source: &str, version: &str, script: &str) {
+    let name = source.rsplit('/').next().unwrap();
+    let dir = mirror
+        .join("registry.terraform.io")
+        .join(source)
+        .join(version)
+        .join(terraform_platform());
+    std::fs::create_dir_all(&dir).unwrap();
+    let binary = dir.join(format!("terraform-provider-{name}_v{version}"));
+    std::fs::write(&binary, script).unwrap();
+    std::fs::set_permissions(&binary, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+#[tokio::test]
+async fn real_cloud_providers_install_offline_from_the_plugin_mirror() {
+    let root = tempfile_dir();
+    let mirror = root.join("mirror");
+    let mut seen = std::collections::BTreeSet::new();
+    for (case, (provider, kind, region, spec)) in cases().into_iter().enumerate() {
+        if provider == "sandbox" {
+            continue;
+        }
+        let validated = validate(provider, kind, &spec, region).unwrap();
+        let hcl = render::render(provider, kind.as_str(), &validated.structure).unwrap();
+        let required = required_providers(&hcl);
+        assert_eq!(
+            required.len(),
+            1,
+            "{provider}/{}: {required:?}",
+            kind.as_str()
+        );
+        let (source, version) = &required[0];
+        if seen.insert(source.clone()) {
+            mirror_provider(&mirror, source, version, "#!/bin/sh\nexit 1\n");
+        }
+        let dir = root.join(format!("{case}-{provider}-{}", kind.as_str()));
+        render::write_workdir(&dir, &hcl, &json!({}), Some(&mirror)).unwrap();
+        // The mirror is the only installation method: nothing is downloaded.
+        let init = std::process::Command::new(
+            std::env::var("STRATA_TERRAFORM").unwrap_or_else(|_| "terraform".into()),
+        )
+        .args(["init", "-backend=false", "-input=false", "-no-color"])
+        .current_dir(&dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", &dir)
+        .env("CHECKPOINT_DISABLE", "1")
+        .env("TF_CLI_CONFIG_FILE", dir.join(render::CLI_CONFIG))
+        .output()
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&init.stdout);
+        assert!(
+            init.status.success(),
+            "{provider}/{}: {stdout}{}",
+            kind.as_str(),
+            String::from_utf8_lossy(&init.stderr)
+        );
+        assert!(
+            stdout.contains(&format!("Installed {source} v{version}")),
+            "{stdout}"
+        );
+        let lock = std::fs::read_to_string(dir.join(".terraform.lock.hcl")).unwrap();
+        assert!(
+            lock.contains(&format!("provider \"registry.terraform.io/{source}\"")),
+            "{lock}"
+        );
+    }
+    assert_eq!(
+        seen.len(),
+        6,
+        "aws, azurerm, google, oci, proxmox, cloudflare: {seen:?}"
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}
