@@ -49,6 +49,10 @@ pub mod inventory;
 pub mod providers;
 /// Resources: created, changed, acted on and destroyed through deployments.
 pub mod resources;
+/// Periodic work (provider health, retention) at the intervals the settings say.
+pub mod schedules;
+/// Per-tenant settings: intervals of periodic work, retention.
+pub mod settings;
 /// Tasks: the user-visible record of every piece of long work.
 pub mod tasks;
 /// Tenants and their members.

@@ -25,6 +25,7 @@ use crate::state::AppState;
         (name = "resources", description = "Resources created, changed and destroyed by Terraform"),
         (name = "deployments", description = "Terraform runs and their live logs"),
         (name = "inventory", description = "What exists in the clouds"),
+        (name = "settings", description = "Per-tenant settings and the periodic work they schedule"),
         (name = "metrics", description = "Prometheus metrics"),
     )
 )]
@@ -64,6 +65,8 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::resources::router())
         .merge(crate::deployments::router())
         .merge(crate::inventory::router())
+        .merge(crate::settings::router())
+        .merge(crate::schedules::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,

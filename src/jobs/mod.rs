@@ -43,6 +43,12 @@ pub enum JobKind {
     /// Stop, start, terminate or health-check a resource.
     #[serde(rename = "resource.action")]
     ResourceAction,
+    /// Checks every provider of the tenant (scheduled by `health_check_interval`).
+    #[serde(rename = "providers.health_check")]
+    ProvidersHealthCheck,
+    /// Deletes the tenant's old finished tasks (scheduled hourly, by `task_retention_days`).
+    #[serde(rename = "tasks.retention")]
+    TasksRetention,
 }
 
 impl JobKind {
@@ -69,6 +75,8 @@ impl JobKind {
             JobKind::ResourceApply => "resource.apply",
             JobKind::ResourceDestroy => "resource.destroy",
             JobKind::ResourceAction => "resource.action",
+            JobKind::ProvidersHealthCheck => "providers.health_check",
+            JobKind::TasksRetention => "tasks.retention",
         }
     }
 
@@ -109,6 +117,8 @@ impl JobKind {
             JobKind::ResourceApply | JobKind::ResourceDestroy | JobKind::ResourceAction => {
                 crate::deployments::job::run(ctx).await
             }
+            JobKind::ProvidersHealthCheck => crate::schedules::check_provider_health(ctx).await,
+            JobKind::TasksRetention => crate::schedules::delete_old_tasks(ctx).await,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The worker runtime: one supervised apalis worker per queue, task execution keyed on the
-//! `tasks` row, cancellation, and retention of finished queue rows.
+//! `tasks` row, cancellation, retention of finished queue rows, and the scheduler of periodic
+//! work (`schedules`).
 //!
 //! apalis-postgres 1.0 traps this module handles (found by running it):
 //! - new jobs wait for a poll unless the worker listens: `with_pubsub()` plus an interval poll;
@@ -86,6 +87,7 @@ pub async fn run(state: AppState, options: WorkerOptions, shutdown: Cancellation
             options.retention,
             shutdown.clone(),
         )),
+        tokio::spawn(crate::schedules::run(state.clone(), shutdown.clone())),
     ];
     for queue in QUEUES {
         handles.push(tokio::spawn(supervise(

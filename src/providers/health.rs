@@ -69,20 +69,23 @@ pub(super) async fn check_all(
     State(state): State<AppState>,
     auth: TenantAuth,
 ) -> AppResult<Json<Vec<ProviderHealth>>> {
+    Ok(Json(check_tenant(&state, auth.tenant_id).await?))
+}
+
+/// Checks every provider of a tenant, concurrently, and records the outcomes (the route above
+/// and the periodic `providers.health_check` task).
+pub async fn check_tenant(state: &AppState, tenant_id: Uuid) -> AppResult<Vec<ProviderHealth>> {
     let ids = sqlx::query_scalar!(
         "SELECT id FROM providers WHERE tenant_id = $1 ORDER BY created_at, id",
-        auth.tenant_id
+        tenant_id
     )
     .fetch_all(&state.db)
     .await?;
-    let checks = ids.into_iter().map(|id| {
-        let state = state.clone();
-        async move {
-            let provider = fetch_provider(&state, auth.tenant_id, id).await?;
-            check_and_record(&state, &provider).await
-        }
+    let checks = ids.into_iter().map(|id| async move {
+        let provider = fetch_provider(state, tenant_id, id).await?;
+        check_and_record(state, &provider).await
     });
-    Ok(Json(futures::future::try_join_all(checks).await?))
+    futures::future::try_join_all(checks).await
 }
 
 async fn check_and_record(state: &AppState, provider: &ProviderRow) -> AppResult<ProviderHealth> {

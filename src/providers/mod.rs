@@ -17,7 +17,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::{Json, Page, Pagination, Path, Query, Validator};
 use crate::state::AppState;
 
-pub use health::{HealthStatus, ProviderHealth};
+pub use health::{HealthStatus, ProviderHealth, check_tenant};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

@@ -470,6 +470,18 @@ impl Drop for TestApp {
     }
 }
 
+/// A `strata worker` process on this database, killed when dropped.
+pub fn spawn_worker(url: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .args(["worker", "--concurrency", "8", "--heartbeat-seconds", "2"])
+        .envs(process_env(url))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the strata binary starts")
+}
+
 /// Settings of `strata` processes started by tests.
 pub fn process_env(url: &str) -> Vec<(&'static str, String)> {
     static KEY: OnceLock<String> = OnceLock::new();

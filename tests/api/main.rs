@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod providers;
 mod resources;
+mod settings;
 mod tasks;
 mod templates;
 mod tenants;

@@ -11,18 +11,7 @@ use strata::tasks::{NewTask, enqueue};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
-use crate::helpers::{TestDb, process_env};
-
-fn spawn_worker(url: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_strata"))
-        .args(["worker", "--concurrency", "8", "--heartbeat-seconds", "2"])
-        .envs(process_env(url))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the strata binary starts")
-}
+use crate::helpers::{TestDb, process_env, spawn_worker};
 
 /// Runs `strata healthcheck` with these arguments; true when it exits 0.
 async fn healthcheck(url: &str, args: &[&str]) -> bool {
@@ -70,7 +59,13 @@ async fn every_task_succeeds_exactly_once_when_a_worker_is_killed_mid_way() {
     tx.commit().await.unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(60);
-    while count(&db, "SELECT count(*) FROM tasks WHERE status = 'succeeded'").await < 150 {
+    while count(
+        &db,
+        "SELECT count(*) FROM tasks WHERE kind = 'diagnostic.record' AND status = 'succeeded'",
+    )
+    .await
+        < 150
+    {
         assert!(Instant::now() < deadline, "workers made no progress");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -78,7 +73,7 @@ async fn every_task_succeeds_exactly_once_when_a_worker_is_killed_mid_way() {
     // the crash leaves work in flight.
     let pid: i32 = loop {
         let running: Option<String> =
-            sqlx::query_scalar("SELECT worker FROM tasks WHERE status = 'running' LIMIT 1")
+            sqlx::query_scalar("SELECT worker FROM tasks WHERE kind = 'diagnostic.record' AND status = 'running' LIMIT 1")
                 .fetch_optional(&db.pool)
                 .await
                 .unwrap();
@@ -94,13 +89,17 @@ async fn every_task_succeeds_exactly_once_when_a_worker_is_killed_mid_way() {
     kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
     victim.wait().await.unwrap();
     let mut second = workers.pop().unwrap();
-    let killed_at = count(&db, "SELECT count(*) FROM tasks WHERE status = 'succeeded'").await;
+    let killed_at = count(
+        &db,
+        "SELECT count(*) FROM tasks WHERE kind = 'diagnostic.record' AND status = 'succeeded'",
+    )
+    .await;
     assert!(killed_at < 500, "the kill came mid-way");
 
     let deadline = Instant::now() + Duration::from_secs(90);
     while count(
         &db,
-        "SELECT count(*) FROM tasks WHERE status <> 'succeeded'",
+        "SELECT count(*) FROM tasks WHERE kind = 'diagnostic.record' AND status <> 'succeeded'",
     )
     .await
         > 0
@@ -110,14 +109,18 @@ async fn every_task_succeeds_exactly_once_when_a_worker_is_killed_mid_way() {
             "tasks left unfinished: {}",
             count(
                 &db,
-                "SELECT count(*) FROM tasks WHERE status <> 'succeeded'"
+                "SELECT count(*) FROM tasks WHERE kind = 'diagnostic.record' AND status <> 'succeeded'"
             )
             .await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(
-        count(&db, "SELECT count(*) FROM tasks WHERE status = 'succeeded'").await,
+        count(
+            &db,
+            "SELECT count(*) FROM tasks WHERE kind = 'diagnostic.record' AND status = 'succeeded'"
+        )
+        .await,
         500
     );
     assert_eq!(
@@ -135,7 +138,12 @@ async fn every_task_succeeds_exactly_once_when_a_worker_is_killed_mid_way() {
     );
 
     assert!(
-        count(&db, "SELECT count(*) FROM tasks WHERE attempts > 1").await >= 1,
+        count(
+            &db,
+            "SELECT count(*) FROM tasks WHERE kind = 'diagnostic.record' AND attempts > 1"
+        )
+        .await
+            >= 1,
         "the killed worker's tasks were delivered again"
     );
     assert!(
