@@ -37,6 +37,7 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
         terraform_gogc: common.terraform_gogc,
         terraform_memory_limit: common.terraform_memory_limit.clone(),
         data_dir: std::env::temp_dir(),
+        backup_dir: std::env::temp_dir().join("strata-bench-backups"),
     };
     let state = AppState::new(db.clone(), settings);
     let router = crate::http::router(state.clone());

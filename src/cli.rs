@@ -38,6 +38,12 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Apply database migrations (ours and the queue's), then exit.
     Migrate,
+    /// Load a backup (a `pg_dump` file made by `POST /backups`) into the empty database at
+    /// DATABASE_URL, checking it against its `.sha256` file when there is one.
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+    },
     /// Exit 0 if this container's role is healthy (for Docker health checks, which have no curl).
     Healthcheck {
         /// Check the API at this readiness URL.
@@ -85,6 +91,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = crate::db::connect(database_url(&common)?, 2).await?;
             crate::db::migrate(&db).await?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::Restore { file } => {
+            crate::backups::restore(database_url(&common)?, &file).await?;
+            println!("restored {}", file.display());
             Ok(())
         }
         Command::Healthcheck { url, worker } => {

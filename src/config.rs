@@ -22,6 +22,10 @@ pub struct CommonArgs {
     )]
     pub data_dir: PathBuf,
 
+    /// Where backups are written (default: `<data dir>/backups`).
+    #[arg(long, env = "STRATA_BACKUP_DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+
     /// 32-byte key (base64 or 64 hex digits) that encrypts credentials at rest.
     #[arg(long, env = "STRATA_MASTER_KEY", hide_env_values = true, global = true)]
     pub master_key: Option<String>,
@@ -121,6 +125,7 @@ pub struct Settings {
     pub terraform_gogc: u32,
     pub terraform_memory_limit: String,
     pub data_dir: PathBuf,
+    pub backup_dir: PathBuf,
 }
 
 impl std::fmt::Debug for Settings {
@@ -181,6 +186,10 @@ impl Settings {
             terraform_gogc: args.terraform_gogc,
             terraform_memory_limit: args.terraform_memory_limit.clone(),
             data_dir: args.data_dir.clone(),
+            backup_dir: args
+                .backup_dir
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("backups")),
         })
     }
 }

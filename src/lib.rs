@@ -37,6 +37,8 @@ pub mod terraform;
 // API areas
 /// Sign-up, login, tokens, API keys, and who the caller is.
 pub mod auth;
+/// Backups of the database (`pg_dump`) and `strata restore`.
+pub mod backups;
 /// Cloud credentials, encrypted at rest.
 pub mod credentials;
 /// Deployments: Terraform runs, their logs (HTTP and WebSocket) and the job that runs them.

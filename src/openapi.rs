@@ -26,6 +26,7 @@ use crate::state::AppState;
         (name = "deployments", description = "Terraform runs and their live logs"),
         (name = "inventory", description = "What exists in the clouds"),
         (name = "settings", description = "Per-tenant settings and the periodic work they schedule"),
+        (name = "backups", description = "Database backups (operator only)"),
         (name = "metrics", description = "Prometheus metrics"),
     )
 )]
@@ -67,6 +68,7 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::inventory::router())
         .merge(crate::settings::router())
         .merge(crate::schedules::router())
+        .merge(crate::backups::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,

@@ -49,6 +49,9 @@ pub enum JobKind {
     /// Deletes the tenant's old finished tasks (scheduled hourly, by `task_retention_days`).
     #[serde(rename = "tasks.retention")]
     TasksRetention,
+    /// Dumps the database into the backup directory (`pg_dump`).
+    #[serde(rename = "backup.create")]
+    BackupCreate,
 }
 
 impl JobKind {
@@ -77,6 +80,7 @@ impl JobKind {
             JobKind::ResourceAction => "resource.action",
             JobKind::ProvidersHealthCheck => "providers.health_check",
             JobKind::TasksRetention => "tasks.retention",
+            JobKind::BackupCreate => "backup.create",
         }
     }
 
@@ -101,8 +105,8 @@ impl JobKind {
 
     /// Longest a single run may take.
     pub fn timeout(self) -> Duration {
-        match self.queue() {
-            PROVISIONING_QUEUE => Duration::from_secs(3 * 3600),
+        match (self, self.queue()) {
+            (JobKind::BackupCreate, _) | (_, PROVISIONING_QUEUE) => Duration::from_secs(3 * 3600),
             _ => Duration::from_secs(15 * 60),
         }
     }
@@ -119,6 +123,7 @@ impl JobKind {
             }
             JobKind::ProvidersHealthCheck => crate::schedules::check_provider_health(ctx).await,
             JobKind::TasksRetention => crate::schedules::delete_old_tasks(ctx).await,
+            JobKind::BackupCreate => crate::backups::create(ctx).await,
         }
     }
 }

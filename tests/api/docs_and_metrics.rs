@@ -61,6 +61,8 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
         ("/api/v1/settings/{key}", "put"),
         ("/api/v1/settings/{key}", "delete"),
         ("/api/v1/schedules", "get"),
+        ("/api/v1/backups", "get"),
+        ("/api/v1/backups", "post"),
         ("/ws/deployments/{id}/logs", "get"),
         ("/ws/events", "get"),
         ("/metrics", "get"),

@@ -198,6 +198,7 @@ pub fn test_settings() -> Settings {
         terraform_gogc: 400,
         terraform_memory_limit: "2GiB".into(),
         data_dir: std::env::temp_dir(),
+        backup_dir: std::env::temp_dir().join(format!("strata-backups-{}", Uuid::new_v4())),
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod api_keys;
 mod auth;
+mod backups;
 mod bad_input;
 mod credentials;
 mod docs_and_metrics;
