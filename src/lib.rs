@@ -41,6 +41,8 @@ pub mod auth;
 pub mod backups;
 /// Cloud credentials, encrypted at rest.
 pub mod credentials;
+/// The dashboard: totals, costs, regions, provider health and recent activity.
+pub mod dashboard;
 /// Deployments: Terraform runs, their logs (HTTP and WebSocket) and the job that runs them.
 pub mod deployments;
 /// Liveness and readiness.

@@ -27,6 +27,7 @@ use crate::state::AppState;
         (name = "inventory", description = "What exists in the clouds"),
         (name = "settings", description = "Per-tenant settings and the periodic work they schedule"),
         (name = "backups", description = "Database backups (operator only)"),
+        (name = "dashboard", description = "Totals, costs and health at a glance"),
         (name = "metrics", description = "Prometheus metrics"),
     )
 )]
@@ -69,6 +70,7 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::settings::router())
         .merge(crate::schedules::router())
         .merge(crate::backups::router())
+        .merge(crate::dashboard::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,

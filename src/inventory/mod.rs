@@ -64,7 +64,7 @@ struct Row {
 }
 
 /// The inventory status of a resource (seed 001's vocabulary).
-fn inventory_status(kind: &str, status: &str, power_state: &str) -> &'static str {
+pub fn inventory_status(kind: &str, status: &str, power_state: &str) -> &'static str {
     match (kind, status) {
         (_, "provisioning") => "pending",
         (_, "failed") => "error",

@@ -63,6 +63,7 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
         ("/api/v1/schedules", "get"),
         ("/api/v1/backups", "get"),
         ("/api/v1/backups", "post"),
+        ("/api/v1/dashboard/stats", "get"),
         ("/ws/deployments/{id}/logs", "get"),
         ("/ws/events", "get"),
         ("/metrics", "get"),

@@ -6,6 +6,7 @@ mod auth;
 mod backups;
 mod bad_input;
 mod credentials;
+mod dashboard;
 mod docs_and_metrics;
 mod health;
 mod helpers;
