@@ -49,6 +49,8 @@ pub mod deployments;
 pub mod health;
 /// The inventory: what exists in the clouds, in seed 001's shape.
 pub mod inventory;
+/// Orchestrations over many resources: lockdown.
+pub mod orchestrate;
 /// Cloud providers and accounts, with health checks.
 pub mod providers;
 /// Resources: created, changed, acted on and destroyed through deployments.

@@ -28,6 +28,7 @@ use crate::state::AppState;
         (name = "settings", description = "Per-tenant settings and the periodic work they schedule"),
         (name = "backups", description = "Database backups (operator only)"),
         (name = "dashboard", description = "Totals, costs and health at a glance"),
+        (name = "orchestration", description = "Work over many resources as one task"),
         (name = "metrics", description = "Prometheus metrics"),
     )
 )]
@@ -71,6 +72,7 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::schedules::router())
         .merge(crate::backups::router())
         .merge(crate::dashboard::router())
+        .merge(crate::orchestrate::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,

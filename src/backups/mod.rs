@@ -186,12 +186,7 @@ async fn sha256_of(path: &Path) -> std::io::Result<(String, u64)> {
 
 /// `backup.create`: dumps the database into the backup directory. A retry starts over.
 pub async fn create(ctx: &JobContext) -> Result<Value, JobError> {
-    let id: Uuid = ctx
-        .params
-        .get("backup_id")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| JobError::Fatal("params.backup_id is missing".into()))?;
+    let id = ctx.id_param("backup_id")?;
     let db = &ctx.state.db;
     sqlx::query!("UPDATE backups SET status = 'running' WHERE id = $1", id)
         .execute(db)

@@ -46,16 +46,8 @@ struct Loaded {
     credential_id: Option<Uuid>,
 }
 
-fn deployment_id(ctx: &JobContext) -> Result<Uuid, JobError> {
-    ctx.params
-        .get("deployment_id")
-        .and_then(Value::as_str)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| JobError::Fatal("params.deployment_id is missing".into()))
-}
-
 pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
-    let id = deployment_id(ctx)?;
+    let id = ctx.id_param("deployment_id")?;
     let db = &ctx.state.db;
     let d = sqlx::query_as!(
         Loaded,

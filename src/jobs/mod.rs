@@ -52,6 +52,9 @@ pub enum JobKind {
     /// Dumps the database into the backup directory (`pg_dump`).
     #[serde(rename = "backup.create")]
     BackupCreate,
+    /// Stops or terminates every running vm in a scope, and waits for each.
+    #[serde(rename = "orchestrate.lockdown")]
+    OrchestrateLockdown,
 }
 
 impl JobKind {
@@ -81,6 +84,7 @@ impl JobKind {
             JobKind::ProvidersHealthCheck => "providers.health_check",
             JobKind::TasksRetention => "tasks.retention",
             JobKind::BackupCreate => "backup.create",
+            JobKind::OrchestrateLockdown => "orchestrate.lockdown",
         }
     }
 
@@ -106,7 +110,9 @@ impl JobKind {
     /// Longest a single run may take.
     pub fn timeout(self) -> Duration {
         match (self, self.queue()) {
-            (JobKind::BackupCreate, _) | (_, PROVISIONING_QUEUE) => Duration::from_secs(3 * 3600),
+            (JobKind::BackupCreate | JobKind::OrchestrateLockdown, _) | (_, PROVISIONING_QUEUE) => {
+                Duration::from_secs(3 * 3600)
+            }
             _ => Duration::from_secs(15 * 60),
         }
     }
@@ -124,6 +130,7 @@ impl JobKind {
             JobKind::ProvidersHealthCheck => crate::schedules::check_provider_health(ctx).await,
             JobKind::TasksRetention => crate::schedules::delete_old_tasks(ctx).await,
             JobKind::BackupCreate => crate::backups::create(ctx).await,
+            JobKind::OrchestrateLockdown => crate::orchestrate::lockdown(ctx).await,
         }
     }
 }
@@ -150,6 +157,15 @@ pub struct JobContext {
 }
 
 impl JobContext {
+    /// The id in `params[name]`; a task without it fails for good.
+    pub fn id_param(&self, name: &str) -> Result<Uuid, JobError> {
+        self.params
+            .get(name)
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| JobError::Fatal(format!("params.{name} is missing")))
+    }
+
     /// Records progress (0–100) and a message on the task.
     pub async fn progress(&self, percent: i16, message: &str) -> Result<(), JobError> {
         sqlx::query!(

@@ -565,9 +565,26 @@ async fn update_resource(
 }
 
 /// Starts a destroy deployment (for DELETE and the `terminate` action).
+/// Who starts a deployment: the tenant it runs in and the user who asked (none for the
+/// operator key or an API key).
+#[derive(Debug, Clone, Copy)]
+pub struct Requester {
+    pub tenant_id: Uuid,
+    pub user_id: Option<Uuid>,
+}
+
+impl From<&TenantAuth> for Requester {
+    fn from(auth: &TenantAuth) -> Self {
+        Self {
+            tenant_id: auth.tenant_id,
+            user_id: auth.user_id(),
+        }
+    }
+}
+
 async fn start_destroy(
     state: &AppState,
-    auth: &TenantAuth,
+    who: Requester,
     resource: &Resource,
     action: Option<&str>,
 ) -> AppResult<DeploymentAccepted> {
@@ -586,14 +603,14 @@ async fn start_destroy(
     let (task_id, deployment_id, _) = start_deployment(
         &mut tx,
         DeploymentRequest {
-            tenant_id: auth.tenant_id,
+            tenant_id: who.tenant_id,
             resource_id: resource.id,
             job,
             // A terminate is a destroy, recorded as the action it was asked as.
             operation: "destroy",
             action,
             desired: current_desired(resource),
-            requested_by: auth.user_id(),
+            requested_by: who.user_id,
             event: Some("delete"),
         },
     )
@@ -638,7 +655,7 @@ async fn delete_resource(
     let resource = fetch(&state, auth.tenant_id, id).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(start_destroy(&state, &auth, &resource, None).await?),
+        Json(start_destroy(&state, (&auth).into(), &resource, None).await?),
     ))
 }
 
@@ -669,19 +686,27 @@ async fn act(
 ) -> AppResult<(StatusCode, Json<DeploymentAccepted>)> {
     auth.require(Role::Member)?;
     let resource = fetch(&state, auth.tenant_id, id).await?;
-    let (name, power_state) = match body.action {
-        Action::Terminate => {
-            return Ok((
-                StatusCode::ACCEPTED,
-                Json(start_destroy(&state, &auth, &resource, Some("terminate")).await?),
-            ));
-        }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(start_action(&state, (&auth).into(), &resource, body.action).await?),
+    ))
+}
+
+/// Starts an action on a resource (the route above, and orchestrations such as lockdown).
+pub async fn start_action(
+    state: &AppState,
+    who: Requester,
+    resource: &Resource,
+    action: Action,
+) -> AppResult<DeploymentAccepted> {
+    let (name, power_state) = match action {
+        Action::Terminate => return start_destroy(state, who, resource, Some("terminate")).await,
         Action::Stop => ("stop", Some("stopped")),
         Action::Start => ("start", Some("running")),
         Action::HealthCheck => ("health_check", None),
     };
-    ensure_live(&resource)?;
-    let mut desired = current_desired(&resource);
+    ensure_live(resource)?;
+    let mut desired = current_desired(resource);
     if let Some(power_state) = power_state {
         desired["power_state"] = json!(power_state);
     }
@@ -691,7 +716,7 @@ async fn act(
             "UPDATE resources SET status = CASE WHEN status IN ('active', 'stopped') THEN 'updating' ELSE status END,
                     updated_at = now()
              WHERE id = $1",
-            id
+            resource.id
         )
         .execute(&mut *tx)
         .await?;
@@ -699,28 +724,25 @@ async fn act(
     let (task_id, deployment_id, status) = start_deployment(
         &mut tx,
         DeploymentRequest {
-            tenant_id: auth.tenant_id,
-            resource_id: id,
+            tenant_id: who.tenant_id,
+            resource_id: resource.id,
             job: JobKind::ResourceAction,
             operation: "action",
             action: Some(name),
             desired,
-            requested_by: auth.user_id(),
+            requested_by: who.user_id,
             event: None,
         },
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(DeploymentAccepted {
-            id,
-            status,
-            task_id,
-            deployment_id,
-            message: format!("Resource {} started", name.replace('_', " ")),
-        }),
-    ))
+    Ok(DeploymentAccepted {
+        id: resource.id,
+        status,
+        task_id,
+        deployment_id,
+        message: format!("Resource {} started", name.replace('_', " ")),
+    })
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -64,6 +64,8 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
         ("/api/v1/backups", "get"),
         ("/api/v1/backups", "post"),
         ("/api/v1/dashboard/stats", "get"),
+        ("/api/v1/orchestrate/lockdown", "get"),
+        ("/api/v1/orchestrate/lockdown", "post"),
         ("/ws/deployments/{id}/logs", "get"),
         ("/ws/events", "get"),
         ("/metrics", "get"),

@@ -10,6 +10,7 @@ mod dashboard;
 mod docs_and_metrics;
 mod health;
 mod helpers;
+mod orchestrate;
 mod providers;
 mod resources;
 mod settings;
