@@ -22,7 +22,9 @@ FROM hashicorp/terraform:1.11.4 AS terraform
 # server in docker-compose.yml (backups), and /bin/sh (the sandbox provider's local-exec).
 FROM postgres:16-bookworm
 RUN groupadd --system --gid 10001 strata \
-    && useradd --system --uid 10001 --gid 10001 --create-home strata
+    && useradd --system --uid 10001 --gid 10001 --create-home strata \
+    && mkdir -p /home/strata/data/backups \
+    && chown -R 10001:10001 /home/strata/data
 USER 10001:10001
 COPY --from=build /usr/local/bin/strata /usr/local/bin/strata
 COPY --from=terraform /bin/terraform /usr/local/bin/terraform

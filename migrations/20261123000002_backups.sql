@@ -1,8 +1,9 @@
 -- Backups of the whole database (pg_dump, custom format), each made by a task.
 CREATE TABLE backups (
     id          uuid PRIMARY KEY,
-    -- The tenant the operator acted in: the task is recorded there.
-    tenant_id   uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    -- The tenant the operator acted in (the task is recorded there); a backup of the whole
+    -- database outlives it.
+    tenant_id   uuid REFERENCES tenants (id) ON DELETE SET NULL,
     -- Kept when task retention deletes the task.
     task_id     uuid REFERENCES tasks (id) ON DELETE SET NULL,
     status      text NOT NULL DEFAULT 'queued'

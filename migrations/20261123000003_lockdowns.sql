@@ -9,7 +9,7 @@ CREATE TABLE lockdowns (
     dry_run      boolean NOT NULL,
     requested_by uuid REFERENCES users (id) ON DELETE SET NULL,
     status       text NOT NULL DEFAULT 'queued'
-                 CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
+                 CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
     -- One entry per vm in scope: its id, name, provider, action and outcome.
     results      jsonb NOT NULL DEFAULT '[]',
     created_at   timestamptz NOT NULL DEFAULT now(),

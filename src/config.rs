@@ -71,7 +71,7 @@ pub struct CommonArgs {
 
     /// GOMEMLIMIT for Terraform and its providers: past this heap size Go collects garbage
     /// however GOGC is set (Go's syntax: 512MiB, 2GiB, or "off").
-    #[arg(long, env = "STRATA_TERRAFORM_MEMORY_LIMIT", default_value = "2GiB", value_parser = parse_go_memory_limit, global = true)]
+    #[arg(long, env = "STRATA_TERRAFORM_MEMORY_LIMIT", default_value = "1GiB", value_parser = parse_go_memory_limit, global = true)]
     pub terraform_memory_limit: String,
 
     /// Largest number of database connections this process opens.

@@ -251,13 +251,14 @@ async fn dump(ctx: &JobContext, id: Uuid) -> Result<(String, String, u64), JobEr
         .await
         .map_err(|err| JobError::Retryable(format!("cannot read the dump: {err}")))?;
     // Complete or absent: the checksum first, then the dump under its final name.
+    let store = |err: std::io::Error| JobError::Retryable(format!("cannot store the dump: {err}"));
     tokio::fs::write(
         dir.join(format!("{file_name}.sha256")),
         format!("{sha256}  {file_name}\n"),
     )
     .await
-    .and(tokio::fs::rename(&partial, &path).await)
-    .map_err(|err| JobError::Retryable(format!("cannot store the dump: {err}")))?;
+    .map_err(store)?;
+    tokio::fs::rename(&partial, &path).await.map_err(store)?;
     Ok((file_name, sha256, size))
 }
 

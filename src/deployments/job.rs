@@ -471,7 +471,10 @@ impl Run<'_> {
                 ];
                 let apply = self.command(&args, true);
                 let (saved, apply) = tokio::join!(saved, apply);
-                saved?;
+                // Progress is informative: failing to store it must not fail an apply that ran.
+                if let Err(err) = saved {
+                    tracing::warn!(deployment_id = %id, error = %err, "cannot store the plan summary");
+                }
                 self.check(apply?, "terraform apply")?;
             }
         }

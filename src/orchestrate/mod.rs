@@ -1,7 +1,7 @@
 //! Orchestrations (seed 004): work over many resources as one task.
 //!
 //! Lockdown: every running vm in a scope (the tenant, a provider, or a tag) is stopped or
-//! terminated, a few at a time, each through its own deployment; the task lists each vm and
+//! terminated, five at a time (a sliding window), each through its own deployment; the task lists each vm and
 //! its outcome. A dry run lists what would happen and changes nothing. Every lockdown is kept
 //! with who asked and why.
 
@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
@@ -253,37 +254,59 @@ pub async fn lockdown(ctx: &JobContext) -> Result<Value, JobError> {
         user_id: row.requested_by,
     };
 
-    let (action_name, dry_run) = (row.action.as_str(), row.dry_run);
-    let mut results = Vec::with_capacity(vms.len());
-    for (done, batch) in vms.chunks(LOCKDOWN_PARALLELISM).enumerate() {
-        if ctx.cancel.is_cancelled() {
-            return Err(JobError::Cancelled);
+    let (action_name, dry_run) = (row.action.clone(), row.dry_run);
+    let total = vms.len();
+    // A sliding window: a vm whose action waits behind a long run holds one slot, not a batch.
+    // The futures own what they use (a stream of borrowing futures is not `Send`).
+    let mut acting = futures::stream::iter(vms)
+        .map(|vm| {
+            let (state, cancel, action_name) =
+                (ctx.state.clone(), ctx.cancel.clone(), action_name.clone());
+            async move {
+                let base = json!({
+                    "resource_id": vm.id, "name": vm.name, "provider_id": vm.provider_id,
+                    "action": action_name,
+                });
+                if dry_run {
+                    return merge(base, json!({"outcome": format!("would_{action_name}")}));
+                }
+                match act_and_wait(&state, &cancel, who, vm.id, action).await {
+                    Ok(outcome) => merge(base, outcome),
+                    Err(err) => merge(base, json!({"outcome": "failed", "error": err})),
+                }
+            }
+        })
+        .buffer_unordered(LOCKDOWN_PARALLELISM);
+    let mut results = Vec::with_capacity(total);
+    let mut cancelled = false;
+    loop {
+        tokio::select! {
+            next = acting.next() => match next {
+                Some(result) => {
+                    results.push(result);
+                    let message = format!("{} of {total} vms", results.len());
+                    // Progress is informative; a failed update does not stop a lockdown.
+                    let _ = ctx
+                        .progress((results.len() * 100 / total.max(1)) as i16, &message)
+                        .await;
+                }
+                None => break,
+            },
+            _ = ctx.cancel.cancelled() => {
+                cancelled = true;
+                break;
+            }
         }
-        let acted = futures::future::join_all(batch.iter().map(|vm| async move {
-            let base = json!({
-                "resource_id": vm.id, "name": vm.name, "provider_id": vm.provider_id,
-                "action": action_name,
-            });
-            if dry_run {
-                return merge(base, json!({"outcome": format!("would_{action_name}")}));
-            }
-            match act_and_wait(ctx, who, vm.id, action).await {
-                Ok(outcome) => merge(base, outcome),
-                Err(err) => merge(base, json!({"outcome": "failed", "error": err})),
-            }
-        }))
-        .await;
-        results.extend(acted);
-        let finished = ((done + 1) * LOCKDOWN_PARALLELISM).min(vms.len());
-        ctx.progress(
-            (finished * 100 / vms.len().max(1)) as i16,
-            &format!("{finished} of {} vms", vms.len()),
-        )
-        .await?;
     }
+    drop(acting);
 
+    // Every exit records what was done.
     let failed = results.iter().filter(|r| r["outcome"] == "failed").count();
-    let status = if failed == 0 { "succeeded" } else { "failed" };
+    let status = match (cancelled, failed) {
+        (true, _) => "cancelled",
+        (false, 0) => "succeeded",
+        _ => "failed",
+    };
     sqlx::query!(
         "UPDATE lockdowns SET status = $2, results = $3, finished_at = now() WHERE id = $1",
         id,
@@ -292,18 +315,20 @@ pub async fn lockdown(ctx: &JobContext) -> Result<Value, JobError> {
     )
     .execute(db)
     .await?;
-    let summary = json!({
-        "lockdown_id": id, "dry_run": row.dry_run, "action": row.action,
-        "resources": results, "failed": failed,
-    });
+    if cancelled {
+        return Err(JobError::Cancelled);
+    }
     if failed > 0 {
         // The lockdown row keeps every outcome; the task says how many failed.
         return Err(JobError::Fatal(format!(
             "{failed} of {} vms could not be locked down",
-            summary["resources"].as_array().map_or(0, Vec::len)
+            results.len()
         )));
     }
-    Ok(summary)
+    Ok(json!({
+        "lockdown_id": id, "dry_run": dry_run, "action": row.action,
+        "resources": results, "failed": failed,
+    }))
 }
 
 fn merge(mut base: Value, extra: Value) -> Value {
@@ -315,15 +340,16 @@ fn merge(mut base: Value, extra: Value) -> Value {
 
 /// Starts the action on one vm and waits for its task to finish.
 async fn act_and_wait(
-    ctx: &JobContext,
+    state: &AppState,
+    cancel: &tokio_util::sync::CancellationToken,
     who: Requester,
     resource_id: Uuid,
     action: Action,
 ) -> Result<Value, String> {
-    let resource = crate::resources::fetch(&ctx.state, who.tenant_id, resource_id)
+    let resource = crate::resources::fetch(state, who.tenant_id, resource_id)
         .await
         .map_err(|err| err.to_string())?;
-    let started = crate::resources::start_action(&ctx.state, who, &resource, action)
+    let started = crate::resources::start_action(state, who, &resource, action)
         .await
         .map_err(|err| err.to_string())?;
     loop {
@@ -331,7 +357,7 @@ async fn act_and_wait(
             "SELECT status, error FROM tasks WHERE id = $1",
             started.task_id
         )
-        .fetch_one(&ctx.state.db)
+        .fetch_one(&state.db)
         .await
         .map_err(|err| err.to_string())?;
         if matches!(task.status.as_str(), "succeeded" | "failed" | "cancelled") {
@@ -350,7 +376,7 @@ async fn act_and_wait(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = ctx.cancel.cancelled() => return Err("lockdown cancelled".into()),
+            _ = cancel.cancelled() => return Err("lockdown cancelled".into()),
         }
     }
 }

@@ -53,6 +53,13 @@ pub const SCHEDULES: &[ScheduleSpec] = &[
     },
 ];
 
+/// Whether a schedule takes its interval from this setting.
+pub fn uses_setting(key: &str) -> bool {
+    SCHEDULES
+        .iter()
+        .any(|s| matches!(s.every, Every::Setting(k) if k == key))
+}
+
 impl ScheduleSpec {
     /// The setting that holds the interval (if any) and the interval when it is not set.
     fn interval(&self) -> (Option<&'static str>, i64) {

@@ -106,6 +106,9 @@ pub struct Setting {
     pub default: i64,
     /// True when the tenant has not changed it.
     pub is_default: bool,
+    /// False for a setting whose periodic work does not exist yet (it is kept, and used once it
+    /// does).
+    pub in_effect: bool,
     pub unit: String,
     pub min: i64,
     pub max: i64,
@@ -128,6 +131,7 @@ fn setting(spec: &SettingSpec, stored: Option<&StoredSetting>) -> Setting {
         value: value.unwrap_or(spec.default),
         default: spec.default,
         is_default: value.is_none(),
+        in_effect: spec.key == TASK_RETENTION_DAYS || crate::schedules::uses_setting(spec.key),
         unit: spec.unit.to_string(),
         min: spec.min,
         max: spec.max,

@@ -17,7 +17,7 @@ async fn dashboard_stats_add_up_the_tenants_resources_costs_and_provider_health(
     empty.assert_status(StatusCode::OK);
     assert_eq!(empty.body["total_resources"], 0);
     assert_eq!(empty.body["estimated_monthly_cost"], 0.0);
-    assert_eq!(empty.body["provider_health"][0]["status"], "unknown");
+    assert_eq!(empty.body["provider_health"].as_array().unwrap().len(), 1);
 
     let mut ids = vec![];
     for (kind, name, spec, region) in [

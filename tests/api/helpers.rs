@@ -196,7 +196,7 @@ pub fn test_settings() -> Settings {
         terraform: std::env::var("STRATA_TERRAFORM").unwrap_or_else(|_| "terraform".into()),
         terraform_plugin_dir: None,
         terraform_gogc: 400,
-        terraform_memory_limit: "2GiB".into(),
+        terraform_memory_limit: "1GiB".into(),
         data_dir: std::env::temp_dir(),
         backup_dir: std::env::temp_dir().join(format!("strata-backups-{}", Uuid::new_v4())),
     }

@@ -46,6 +46,15 @@ async fn settings_have_defaults_are_validated_per_tenant_and_changed_by_admins()
             .iter()
             .all(|s| s["is_default"] == true)
     );
+    let in_effect: Vec<&str> = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["in_effect"] == true)
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(in_effect, ["health_check_interval", "task_retention_days"]);
 
     let key = "/api/v1/settings/health_check_interval";
     let changed = app.put(key, &admin, json!({"value": 45})).await;
