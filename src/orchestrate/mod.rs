@@ -376,7 +376,13 @@ async fn act_and_wait(
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = cancel.cancelled() => return Err("lockdown cancelled".into()),
+            _ = cancel.cancelled() => {
+                return Ok(json!({
+                    "outcome": "cancelled", "task_id": started.task_id,
+                    "deployment_id": started.deployment_id,
+                    "error": "the lockdown was cancelled before this action finished; its task goes on",
+                }));
+            }
         }
     }
 }

@@ -3,6 +3,8 @@
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 
+use sqlx::Connection;
+
 use crate::helpers::{As, TestApp};
 
 async fn vm(app: &TestApp, who: &As, provider: &str, name: &str, team: &str) -> String {
@@ -205,4 +207,103 @@ async fn lockdown_dry_runs_then_stops_and_terminates_the_running_vms_in_scope() 
     assert!(latest["requested_by"].is_string());
     assert_eq!(list["data"][2]["dry_run"], true);
     let _ = (a3, b1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockdown_reports_a_vm_it_could_not_stop_and_a_cancelled_one_keeps_what_it_did() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    let ok = vm(&app, &admin, &provider, "ok", "web").await;
+    let broken = vm(&app, &admin, &provider, "broken", "web").await;
+    // The broken vm's Terraform state is unreadable, so its stop fails.
+    sqlx::query("UPDATE terraform_state.states SET data = 'not a state' WHERE name = $1")
+        .bind(format!("res-{broken}"))
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    let task = lockdown(
+        &app,
+        &admin,
+        json!({"scope": {"tag": "team:web"}, "action": "stop", "reason": "budget"}),
+    )
+    .await;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(
+        task["error"].as_str().unwrap().contains("1 of 2 vms"),
+        "{task}"
+    );
+    let list = app.get("/api/v1/orchestrate/lockdown", &admin).await.body;
+    let recorded = &list["data"][0];
+    assert_eq!(recorded["status"], "failed");
+    let mut results: Vec<(String, String)> = recorded["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                r["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    results.sort();
+    assert_eq!(results, [pair("broken", "failed"), pair("ok", "stopped")]);
+    assert_eq!(
+        state_of(&app, &admin, &ok).await,
+        pair("stopped", "stopped")
+    );
+
+    // A lockdown cancelled while a vm's stop waits (another holds the vm's lock) ends
+    // `cancelled` and keeps the outcomes it has.
+    let waiting = vm(&app, &admin, &provider, "waiting", "db").await;
+    let mut holder = sqlx::PgConnection::connect(&app.db.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(('x' || substr(md5($1::text), 1, 16))::bit(64)::bigint)")
+        .bind(&waiting)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let started = app
+        .post(
+            "/api/v1/orchestrate/lockdown",
+            &admin,
+            json!({"scope": {"tag": "team:db"}, "action": "stop", "reason": "budget"}),
+        )
+        .await;
+    started.assert_status(StatusCode::ACCEPTED);
+    let task_id = started.body["task_id"].as_str().unwrap();
+    // Wait until the vm's stop is waiting for its turn.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let history = app
+            .get(&format!("/api/v1/resources/{waiting}/logs"), &admin)
+            .await
+            .body;
+        if history["data"][0]["operation"] == "stop" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{history}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    app.post(
+        &format!("/api/v1/tasks/{task_id}/cancel"),
+        &admin,
+        json!({}),
+    )
+    .await
+    .assert_status(StatusCode::ACCEPTED);
+    let task = app.wait_for_task(&admin, task_id).await;
+    assert_eq!(task["status"], "cancelled", "{task}");
+    let list = app.get("/api/v1/orchestrate/lockdown", &admin).await.body;
+    assert_eq!(list["data"][0]["status"], "cancelled", "{list}");
+    // The vm's stop had started: it is reported, with its task, as not waited for.
+    let results = list["data"][0]["results"].as_array().unwrap();
+    assert!(
+        results.is_empty()
+            || (results.len() == 1
+                && results[0]["outcome"] == "cancelled"
+                && results[0]["task_id"].is_string()),
+        "{list}"
+    );
+    drop(holder);
 }
