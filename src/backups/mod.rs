@@ -73,16 +73,16 @@ async fn create_backup(
     require_operator(&auth)?;
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
-    let task_id = crate::tasks::enqueue(
+    let task_id = crate::tasks::enqueue_one(
         &mut tx,
-        vec![NewTask {
+        NewTask {
             tenant_id: auth.tenant_id,
             kind: JobKind::BackupCreate,
             params: json!({ "backup_id": id }),
             created_by: auth.principal.user_id(),
-        }],
+        },
     )
-    .await?[0];
+    .await?;
     sqlx::query!(
         "INSERT INTO backups (id, tenant_id, task_id) VALUES ($1, $2, $3)",
         id,

@@ -128,16 +128,16 @@ async fn start_lockdown(
 
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
-    let task_id = crate::tasks::enqueue(
+    let task_id = crate::tasks::enqueue_one(
         &mut tx,
-        vec![NewTask {
+        NewTask {
             tenant_id: auth.tenant_id,
             kind: JobKind::OrchestrateLockdown,
             params: json!({ "lockdown_id": id }),
             created_by: auth.user_id(),
-        }],
+        },
     )
-    .await?[0];
+    .await?;
     sqlx::query!(
         "INSERT INTO lockdowns (id, tenant_id, task_id, scope, action, reason, dry_run, requested_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -23,7 +23,7 @@ use crate::error::{AppError, AppResult};
 use crate::http::{Json, Page, Pagination, Path, Query, Validator};
 use crate::jobs::JobKind;
 use crate::state::AppState;
-use crate::tasks::{NewTask, enqueue};
+use crate::tasks::{NewTask, enqueue_one};
 use spec::Kind;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -234,16 +234,16 @@ async fn start_deployment(
     request: DeploymentRequest<'_>,
 ) -> sqlx::Result<(Uuid, Uuid, String)> {
     let deployment_id = Uuid::new_v4();
-    let task_id = enqueue(
+    let task_id = enqueue_one(
         &mut *conn,
-        vec![NewTask {
+        NewTask {
             tenant_id: request.tenant_id,
             kind: request.job,
             params: json!({ "deployment_id": deployment_id, "resource_id": request.resource_id }),
             created_by: request.requested_by,
-        }],
+        },
     )
-    .await?[0];
+    .await?;
     sqlx::query!(
         "INSERT INTO deployments (id, tenant_id, resource_id, task_id, operation, action, desired, requested_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",

@@ -130,6 +130,11 @@ pub struct NewTask {
     pub created_by: Option<Uuid>,
 }
 
+/// Writes one task and its queue job on `conn` (see [`enqueue`]); returns the task id.
+pub async fn enqueue_one(conn: &mut PgConnection, task: NewTask) -> sqlx::Result<Uuid> {
+    Ok(enqueue(conn, vec![task]).await?[0])
+}
+
 /// Writes tasks and their queue jobs on `conn`: call it inside the transaction of the change
 /// the tasks belong to, so either both exist or neither does. Returns the task ids.
 pub async fn enqueue(conn: &mut PgConnection, tasks: Vec<NewTask>) -> sqlx::Result<Vec<Uuid>> {
