@@ -38,6 +38,7 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
         terraform_memory_limit: common.terraform_memory_limit.clone(),
         data_dir: std::env::temp_dir(),
         backup_dir: std::env::temp_dir().join("strata-bench-backups"),
+        cloudflare_api_url: common.cloudflare_api_url.clone(),
     };
     let state = AppState::new(db.clone(), settings);
     let router = crate::http::router(state.clone());

@@ -74,6 +74,17 @@ pub struct CommonArgs {
     #[arg(long, env = "STRATA_TERRAFORM_MEMORY_LIMIT", default_value = "1GiB", value_parser = parse_go_memory_limit, global = true)]
     pub terraform_memory_limit: String,
 
+    /// Cloudflare's v4 API, with its trailing slash (another address for a proxy or a test
+    /// stand-in). Set by the operator, not per provider, so a tenant cannot send its token
+    /// (or the worker's requests) elsewhere.
+    #[arg(
+        long,
+        env = "STRATA_CLOUDFLARE_API_URL",
+        default_value = "https://api.cloudflare.com/client/v4/",
+        global = true
+    )]
+    pub cloudflare_api_url: String,
+
     /// Largest number of database connections this process opens.
     #[arg(
         long,
@@ -126,6 +137,7 @@ pub struct Settings {
     pub terraform_memory_limit: String,
     pub data_dir: PathBuf,
     pub backup_dir: PathBuf,
+    pub cloudflare_api_url: String,
 }
 
 impl std::fmt::Debug for Settings {
@@ -190,6 +202,9 @@ impl Settings {
                 .backup_dir
                 .clone()
                 .unwrap_or_else(|| args.data_dir.join("backups")),
+            // The client joins endpoint paths onto the base: without the slash it would drop
+            // the base's last segment.
+            cloudflare_api_url: format!("{}/", args.cloudflare_api_url.trim_end_matches('/')),
         })
     }
 }

@@ -45,6 +45,8 @@ pub mod credentials;
 pub mod dashboard;
 /// Deployments: Terraform runs, their logs (HTTP and WebSocket) and the job that runs them.
 pub mod deployments;
+/// DNS records on Cloudflare (through the `cloudflare` crate) and the sandbox's DNS host.
+pub mod dns;
 /// Liveness and readiness.
 pub mod health;
 /// The inventory: what exists in the clouds, in seed 001's shape.

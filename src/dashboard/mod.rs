@@ -16,7 +16,27 @@ use crate::inventory::inventory_status;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(stats))
+    OpenApiRouter::new()
+        .routes(routes!(stats))
+        .routes(routes!(trigger_sync))
+}
+
+/// Refresh every managed resource of every provider of the tenant and record drift (seed 001's
+/// sync trigger).
+#[utoipa::path(post, path = "/dashboard/sync/trigger", tag = "dashboard",
+    responses((status = 202, body = crate::providers::sync::SyncStarted)),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn trigger_sync(
+    State(state): State<AppState>,
+    auth: TenantAuth,
+) -> AppResult<(
+    axum::http::StatusCode,
+    Json<crate::providers::sync::SyncStarted>,
+)> {
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(crate::providers::sync::start(&state, &auth, None).await?),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -30,20 +30,26 @@ pub fn workspace(resource_id: Uuid) -> String {
     format!("res-{resource_id}")
 }
 
-struct Loaded {
-    tenant_id: Uuid,
-    resource_id: Uuid,
-    provider_id: Uuid,
-    operation: String,
-    action: Option<String>,
-    status: String,
-    desired: Value,
-    created_at: DateTime<Utc>,
-    kind: String,
-    name: String,
-    region: Option<String>,
-    provider_type: String,
-    credential_id: Option<Uuid>,
+/// A deployment with what its run needs of its resource and provider.
+pub(crate) struct Loaded {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub resource_id: Uuid,
+    pub provider_id: Uuid,
+    pub operation: String,
+    pub action: Option<String>,
+    pub status: String,
+    pub desired: Value,
+    pub created_at: DateTime<Utc>,
+    pub kind: String,
+    pub name: String,
+    pub region: Option<String>,
+    pub provider_type: String,
+    pub credential_id: Option<Uuid>,
+    /// The cloud's id of the resource, once it exists.
+    pub cloud_id: Option<String>,
+    /// What the last successful run reported.
+    pub attributes: Value,
 }
 
 pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
@@ -51,8 +57,9 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     let db = &ctx.state.db;
     let d = sqlx::query_as!(
         Loaded,
-        "SELECT d.tenant_id, d.resource_id, r.provider_id, d.operation, d.action, d.status, d.desired,
-                d.created_at, r.kind, r.name, r.region, p.provider_type, p.credential_id
+        "SELECT d.id, d.tenant_id, d.resource_id, r.provider_id, d.operation, d.action, d.status, d.desired,
+                d.created_at, r.kind, r.name, r.region, p.provider_type, p.credential_id, r.cloud_id,
+                r.attributes
          FROM deployments d
          JOIN resources r ON r.id = d.resource_id
          JOIN providers p ON p.id = r.provider_id
@@ -117,13 +124,35 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         stderr_tail: Vec::new(),
         outputs: Map::new(),
     };
-    let result = run.execute(id, &d).await;
+    // DNS records are written through their host's API, not Terraform.
+    let result = if d.kind == "dns_record" {
+        crate::dns::deploy::execute(ctx, &log, &d).await
+    } else {
+        run.execute(id, &d).await
+    };
     let Run {
         progress,
         diagnostics,
         summary,
         ..
     } = run;
+    // A passing failure (a cloud API unavailable for a moment) is delivered again, unless this
+    // was the last attempt: the deployment waits for it, queued, rather than ending failed.
+    if let Err(JobError::Retryable(err)) = &result
+        && ctx.attempt < crate::jobs::JobKind::ResourceApply.max_attempts()
+    {
+        log.line("warn", "system", format!("{err}; trying again"));
+        log.finish().await;
+        sqlx::query!(
+            "UPDATE deployments SET status = 'queued' WHERE id = $1 AND status = 'running'",
+            id
+        )
+        .execute(db)
+        .await?;
+        turn.release().await;
+        let _ = tokio::fs::remove_dir_all(&workdir).await;
+        return result;
+    }
     match &result {
         Ok(_) => log.line("info", "system", "deployment succeeded"),
         Err(JobError::Cancelled) => log.line("warn", "system", "deployment cancelled"),
@@ -415,18 +444,72 @@ impl Run<'_> {
         create_workspace(&self.ctx.state, &name).await?;
         self.env.push(("TF_WORKSPACE".to_string(), name));
         let lock = "-lock-timeout=120s";
+        let refreshing = matches!(d.action.as_deref(), Some("health_check" | "refresh"));
+        if refreshing && d.provider_type == "sandbox" {
+            // What the sandbox cloud reports, for the refresh to compare.
+            let observed = sqlx::query_scalar!(
+                "SELECT outputs FROM sandbox_observed WHERE resource_id = $1",
+                d.resource_id
+            )
+            .fetch_optional(&self.ctx.state.db)
+            .await?;
+            if let Some(Value::Object(observed)) = observed {
+                render::write_observed(&self.dir, &observed).map_err(|err| {
+                    JobError::Retryable(format!("cannot write the observed state: {err}"))
+                })?;
+            }
+        }
         match (d.operation.as_str(), d.action.as_deref()) {
+            ("action", Some("refresh")) => {
+                let plan = self
+                    .first_command(&[REFRESH_PLAN, &[lock, "-out=refresh.tfplan"]].concat())
+                    .await?;
+                match plan {
+                    0 => {
+                        self.log
+                            .line("info", "system", "no drift: the cloud matches the state");
+                        return Ok(
+                            json!({"deployment_id": id, "outputs": d.attributes, "drift": []}),
+                        );
+                    }
+                    2 => {}
+                    _ => return Err(self.failure("terraform plan -refresh-only")),
+                }
+                let drift = self.drift_in("refresh.tfplan").await?;
+                for change in &drift {
+                    self.log.line(
+                        "warn",
+                        "drift",
+                        format!(
+                            "{}: expected {}, found {}",
+                            change["attribute"].as_str().unwrap_or_default(),
+                            change["expected"],
+                            change["actual"]
+                        ),
+                    );
+                }
+                // The refreshed values become the state (nothing in the cloud changes).
+                let apply = self
+                    .command(
+                        &[
+                            "apply",
+                            "-json",
+                            "-input=false",
+                            "-no-color",
+                            lock,
+                            "refresh.tfplan",
+                        ],
+                        true,
+                    )
+                    .await?;
+                self.check(apply, "terraform apply -refresh-only")?;
+                let mut outputs = d.attributes.as_object().cloned().unwrap_or_default();
+                outputs.extend(std::mem::take(&mut self.outputs));
+                return Ok(json!({"deployment_id": id, "outputs": outputs, "drift": drift}));
+            }
             ("action", Some("health_check")) => {
                 let plan = self
-                    .first_command(&[
-                        "plan",
-                        "-refresh-only",
-                        "-detailed-exitcode",
-                        "-json",
-                        "-input=false",
-                        "-no-color",
-                        lock,
-                    ])
+                    .first_command(&[REFRESH_PLAN, &[lock]].concat())
                     .await?;
                 return match plan {
                     0 => Ok(json!({"deployment_id": id, "healthy": true, "drift": false})),
@@ -610,6 +693,49 @@ impl Run<'_> {
         }
     }
 
+    /// What a saved refresh-only plan says changed outside Terraform: each changed output, and
+    /// each changed top-level attribute of a resource, with the value expected and found.
+    async fn drift_in(&self, plan_file: &str) -> Result<Vec<Value>, JobError> {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let program = self.ctx.state.terraform.program().to_string();
+        let args = vec![
+            "show".to_string(),
+            "-json".to_string(),
+            "-no-color".to_string(),
+            plan_file.to_string(),
+        ];
+        let (dir, env, cancel) = (self.dir.clone(), self.env.clone(), self.ctx.cancel.clone());
+        let running = async move {
+            let result =
+                run::run(&program, &args, &dir, &env, Limits::default(), &cancel, &tx).await;
+            drop(tx);
+            result
+        };
+        let collect = async {
+            let mut stdout = String::new();
+            while let Some((stream, line)) = rx.recv().await {
+                if stream == Stream::Stdout {
+                    stdout.push_str(&line);
+                }
+            }
+            stdout
+        };
+        let (code, stdout) = tokio::join!(running, collect);
+        match code {
+            Ok(0) => {}
+            Ok(_) => {
+                return Err(JobError::Fatal(
+                    "terraform show of the refresh plan failed".into(),
+                ));
+            }
+            Err(RunError::Cancelled) => return Err(JobError::Cancelled),
+            Err(err) => return Err(JobError::Fatal(err.to_string())),
+        }
+        let plan: Value = serde_json::from_str(&stdout)
+            .map_err(|err| JobError::Fatal(format!("cannot read the refresh plan: {err}")))?;
+        Ok(plan_drift(&plan))
+    }
+
     /// Runs one Terraform command, logging its output (parsed when `json`).
     /// Returns the exit code.
     async fn command(&mut self, args: &[&str], json: bool) -> Result<i32, JobError> {
@@ -738,6 +864,55 @@ impl Run<'_> {
     }
 }
 
+/// The drift in a plan's JSON (`terraform show -json`): outputs whose value changed, and the
+/// changed top-level attributes of resources changed outside Terraform.
+pub fn plan_drift(plan: &Value) -> Vec<Value> {
+    let mut drift = Vec::new();
+    for (name, change) in plan
+        .get("output_changes")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let (before, after) = (&change["before"], &change["after"]);
+        if before != after {
+            drift.push(json!({"attribute": name, "expected": before, "actual": after}));
+        }
+    }
+    for resource in plan
+        .get("resource_drift")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let address = resource["address"].as_str().unwrap_or("unknown");
+        let (before, after) = (&resource["change"]["before"], &resource["change"]["after"]);
+        match (before.as_object(), after.as_object()) {
+            (Some(b), Some(a)) => {
+                for key in b.keys().chain(a.keys().filter(|k| !b.contains_key(*k))) {
+                    if b.get(key) != a.get(key) {
+                        drift.push(json!({"attribute": format!("{address}.{key}"),
+                                          "expected": b.get(key), "actual": a.get(key)}));
+                    }
+                }
+            }
+            // Deleted outside Terraform (after is null), or some other whole change.
+            _ => drift.push(json!({"attribute": address, "expected": before, "actual": after})),
+        }
+    }
+    drift
+}
+
+/// A plan that only reads the cloud; exit code 2 says something differs from the state.
+const REFRESH_PLAN: &[&str] = &[
+    "plan",
+    "-refresh-only",
+    "-detailed-exitcode",
+    "-json",
+    "-input=false",
+    "-no-color",
+];
+
 /// The Terraform variables: the resource's identity and the desired spec, tags and power state.
 pub fn variables(resource_id: Uuid, name: &str, region: Option<&str>, desired: &Value) -> Value {
     let mut variables = Map::new();
@@ -852,7 +1027,7 @@ async fn finish(
     .execute(&mut *tx)
     .await?;
     if status == "succeeded" {
-        apply_outcome(&mut tx, d, outputs.as_ref()).await?;
+        apply_outcome(&mut tx, d, outputs.as_ref(), result.as_ref().ok()).await?;
     }
     let action = d.action.as_deref().unwrap_or(&d.operation);
     settle_and_announce(
@@ -873,6 +1048,7 @@ async fn apply_outcome(
     tx: &mut PgConnection,
     d: &Loaded,
     outputs: Option<&Value>,
+    result: Option<&Value>,
 ) -> Result<(), JobError> {
     match (d.operation.as_str(), d.action.as_deref()) {
         ("action", Some("health_check")) => {
@@ -882,6 +1058,47 @@ async fn apply_outcome(
             )
             .execute(&mut *tx)
             .await?;
+        }
+        ("action", Some("refresh")) => {
+            let drift = result
+                .and_then(|r| r.get("drift"))
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let outputs = outputs.cloned().unwrap_or_else(|| d.attributes.clone());
+            // A vm found stopped (or running) outside Strata is reported as it is.
+            let power_state = outputs
+                .get("power_state")
+                .and_then(Value::as_str)
+                .filter(|p| matches!(*p, "running" | "stopped"));
+            sqlx::query!(
+                "UPDATE resources SET attributes = $2, power_state = COALESCE($3, power_state),
+                        estimated_monthly_cost = CASE WHEN COALESCE($3, power_state) = 'stopped' THEN 0
+                                                      ELSE cost_per_hour * $5 END,
+                        drifted = drifted OR $4, last_synced = now(), updated_at = now()
+                 WHERE id = $1",
+                d.resource_id,
+                outputs,
+                power_state,
+                !drift.is_empty(),
+                crate::pricing::HOURS_PER_MONTH
+            )
+            .execute(&mut *tx)
+            .await?;
+            for change in drift {
+                sqlx::query!(
+                    "INSERT INTO resource_drift (tenant_id, resource_id, deployment_id, attribute, expected, actual)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    d.tenant_id,
+                    d.resource_id,
+                    d.id,
+                    change["attribute"].as_str().unwrap_or("unknown"),
+                    change.get("expected").cloned(),
+                    change.get("actual").cloned()
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
         }
         ("destroy", _) => {
             sqlx::query!(
@@ -911,11 +1128,18 @@ async fn apply_outcome(
                 .get("power_state")
                 .and_then(Value::as_str)
                 .unwrap_or("running");
+            // The cloud now is what was applied: nothing differs behind Strata's back.
+            sqlx::query!(
+                "DELETE FROM sandbox_observed WHERE resource_id = $1",
+                d.resource_id
+            )
+            .execute(&mut *tx)
+            .await?;
             sqlx::query!(
                 "UPDATE resources SET attributes = $2, cloud_id = COALESCE($3, cloud_id), spec = $4, tags = $5,
                         power_state = $6,
                         estimated_monthly_cost = CASE WHEN $6 = 'stopped' THEN 0 ELSE cost_per_hour * $7 END,
-                        updated_at = now(), last_synced = now()
+                        drifted = false, updated_at = now(), last_synced = now()
                  WHERE id = $1",
                 d.resource_id,
                 outputs,

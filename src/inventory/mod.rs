@@ -42,6 +42,9 @@ pub struct InventoryItem {
     pub metadata: Value,
     pub created_at: DateTime<Utc>,
     pub last_synced: Option<DateTime<Utc>>,
+    /// A sync found it changed outside Strata (see `/resources/{id}/drift`); the next apply
+    /// clears it.
+    pub drifted: bool,
 }
 
 struct Row {
@@ -61,6 +64,7 @@ struct Row {
     estimated_monthly_cost: Option<f64>,
     created_at: DateTime<Utc>,
     last_synced: Option<DateTime<Utc>>,
+    drifted: bool,
 }
 
 /// The inventory status of a resource (seed 001's vocabulary).
@@ -110,6 +114,7 @@ impl From<Row> for InventoryItem {
             metadata: Value::Object(metadata),
             created_at: r.created_at,
             last_synced: r.last_synced,
+            drifted: r.drifted,
         }
     }
 }
@@ -138,7 +143,7 @@ async fn list(
         Row,
         "SELECT r.id, r.cloud_id, r.name, r.kind, p.provider_type AS provider, r.provider_id, r.region,
                 r.status, r.power_state, r.spec, r.attributes, r.tags, r.cost_per_hour,
-                r.estimated_monthly_cost, r.created_at, r.last_synced
+                r.estimated_monthly_cost, r.created_at, r.last_synced, r.drifted
          FROM resources r JOIN providers p ON p.id = r.provider_id
          WHERE r.tenant_id = $1 AND r.kind = $2
            AND ($3::text IS NULL OR p.provider_type = $3) AND ($4::text IS NULL OR r.region = $4)
@@ -216,7 +221,7 @@ async fn item(
         Row,
         "SELECT r.id, r.cloud_id, r.name, r.kind, p.provider_type AS provider, r.provider_id, r.region,
                 r.status, r.power_state, r.spec, r.attributes, r.tags, r.cost_per_hour,
-                r.estimated_monthly_cost, r.created_at, r.last_synced
+                r.estimated_monthly_cost, r.created_at, r.last_synced, r.drifted
          FROM resources r JOIN providers p ON p.id = r.provider_id
          WHERE r.id = $1 AND r.tenant_id = $2",
         id,

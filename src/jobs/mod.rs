@@ -55,6 +55,16 @@ pub enum JobKind {
     /// Stops or terminates every running vm in a scope, and waits for each.
     #[serde(rename = "orchestrate.lockdown")]
     OrchestrateLockdown,
+    /// Provisions a vm and points a DNS record at it, undoing the vm if the record fails.
+    #[serde(rename = "orchestrate.vm_dns")]
+    OrchestrateVmDns,
+    /// Points a DNS record at a standby and verifies it.
+    #[serde(rename = "orchestrate.dns_failover")]
+    OrchestrateDnsFailover,
+    /// Refreshes every managed resource of a provider (or of the tenant) and records drift
+    /// (on request, and scheduled by `drift_check_interval`).
+    #[serde(rename = "providers.sync")]
+    ProvidersSync,
 }
 
 impl JobKind {
@@ -85,6 +95,9 @@ impl JobKind {
             JobKind::TasksRetention => "tasks.retention",
             JobKind::BackupCreate => "backup.create",
             JobKind::OrchestrateLockdown => "orchestrate.lockdown",
+            JobKind::OrchestrateVmDns => "orchestrate.vm_dns",
+            JobKind::OrchestrateDnsFailover => "orchestrate.dns_failover",
+            JobKind::ProvidersSync => "providers.sync",
         }
     }
 
@@ -110,9 +123,15 @@ impl JobKind {
     /// Longest a single run may take.
     pub fn timeout(self) -> Duration {
         match (self, self.queue()) {
-            (JobKind::BackupCreate | JobKind::OrchestrateLockdown, _) | (_, PROVISIONING_QUEUE) => {
-                Duration::from_secs(3 * 3600)
-            }
+            (
+                JobKind::BackupCreate
+                | JobKind::OrchestrateLockdown
+                | JobKind::OrchestrateVmDns
+                | JobKind::OrchestrateDnsFailover
+                | JobKind::ProvidersSync,
+                _,
+            )
+            | (_, PROVISIONING_QUEUE) => Duration::from_secs(3 * 3600),
             _ => Duration::from_secs(15 * 60),
         }
     }
@@ -131,6 +150,9 @@ impl JobKind {
             JobKind::TasksRetention => crate::schedules::delete_old_tasks(ctx).await,
             JobKind::BackupCreate => crate::backups::create(ctx).await,
             JobKind::OrchestrateLockdown => crate::orchestrate::lockdown(ctx).await,
+            JobKind::OrchestrateVmDns => crate::orchestrate::vm_dns::run(ctx).await,
+            JobKind::OrchestrateDnsFailover => crate::orchestrate::dns_failover::run(ctx).await,
+            JobKind::ProvidersSync => crate::providers::sync::run(ctx).await,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Orchestrations (seed 004): work over many resources as one task.
 //!
+//! vm-dns ([`vm_dns`]) and DNS failover ([`dns_failover`]) run as steps kept on their task.
+//!
 //! Lockdown: every running vm in a scope (the tenant, a provider, or a tag) is stopped or
 //! terminated, five at a time (a sliding window), each through its own deployment; the task lists each vm and
 //! its outcome. A dry run lists what would happen and changes nothing. Every lockdown is kept
@@ -26,8 +28,17 @@ use crate::resources::{Action, Requester};
 use crate::state::AppState;
 use crate::tasks::NewTask;
 
+pub mod dns_failover;
+mod steps;
+pub mod vm_dns;
+
+pub use steps::wait_for_task;
+
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_lockdowns, start_lockdown))
+    OpenApiRouter::new()
+        .routes(routes!(list_lockdowns, start_lockdown))
+        .routes(routes!(vm_dns::start))
+        .routes(routes!(dns_failover::list, dns_failover::start))
 }
 
 /// Vms acted on at once.

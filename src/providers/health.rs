@@ -155,7 +155,8 @@ async fn endpoint_of(
             "iaas.{}.oraclecloud.com:443",
             region.unwrap_or("us-ashburn-1")
         )),
-        ProviderType::Cloudflare => Some("api.cloudflare.com:443".into()),
+        // The API address the operator configured (Cloudflare's own unless changed).
+        ProviderType::Cloudflare => Some(state.settings.cloudflare_api_url.clone()),
         ProviderType::Proxmox | ProviderType::Databricks => match provider.credential_id {
             Some(credential_id) => {
                 let metadata = sqlx::query_scalar!(

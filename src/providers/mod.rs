@@ -1,6 +1,7 @@
 //! Cloud providers and accounts: where resources are created and costs come from.
 
 mod health;
+pub mod sync;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -25,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(health::check_all))
         .routes(routes!(get_provider, update_provider, delete_provider))
         .routes(routes!(health::check_one))
+        .routes(routes!(sync::sync_provider))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -3,7 +3,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::spec::{Kind, RecordType, Validated, check, decode, finish, to_value};
+use super::spec::{
+    Kind, RecordType, Validated, check, check_record_value, decode, finish, to_value,
+};
 use crate::error::{AppError, FieldError};
 
 fn text(errors: &mut Vec<FieldError>, field: &str, value: &str, max: usize) {
@@ -262,7 +264,11 @@ impl ProxmoxVm {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CloudflareRecord {
-    zone_id: String,
+    /// The zone's name; or its id, below.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    zone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    zone_id: Option<String>,
     #[serde(default = "CloudflareRecord::default_type")]
     record_type: RecordType,
     value: String,
@@ -431,11 +437,29 @@ pub(super) fn validate(
             let record: CloudflareRecord = decode(spec)?;
             check(
                 &mut errors,
-                record.zone_id.len() == 32 && record.zone_id.chars().all(|c| c.is_ascii_hexdigit()),
+                record.zone.is_some() || record.zone_id.is_some(),
+                "spec.zone",
+                "give the zone's name (zone) or its id (zone_id)",
+            );
+            check(
+                &mut errors,
+                record
+                    .zone_id
+                    .as_deref()
+                    .is_none_or(|id| id.len() == 32 && id.chars().all(|c| c.is_ascii_hexdigit())),
                 "spec.zone_id",
                 "must be a Cloudflare zone id (32 hex digits)",
             );
-            text(&mut errors, "spec.value", &record.value, 1024);
+            check(
+                &mut errors,
+                record
+                    .zone
+                    .as_deref()
+                    .is_none_or(|z| z != "@" && crate::dns::valid_record_name(z)),
+                "spec.zone",
+                "must be a domain name",
+            );
+            check_record_value(&mut errors, record.record_type, &record.value);
             check(
                 &mut errors,
                 record.ttl == 1 || (60..=86_400).contains(&record.ttl),

@@ -33,6 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(act))
         .routes(routes!(history))
         .routes(routes!(list_deployments))
+        .routes(routes!(drift))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -59,6 +60,9 @@ pub struct Resource {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub last_synced: Option<DateTime<Utc>>,
+    /// A sync found it changed outside Strata (see `/resources/{id}/drift`); the next apply
+    /// clears it.
+    pub drifted: bool,
     pub destroyed_at: Option<DateTime<Utc>>,
 }
 
@@ -81,6 +85,7 @@ struct ResourceRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     last_synced: Option<DateTime<Utc>>,
+    drifted: bool,
     destroyed_at: Option<DateTime<Utc>>,
 }
 
@@ -106,6 +111,7 @@ impl TryFrom<ResourceRow> for Resource {
             created_at: r.created_at,
             updated_at: r.updated_at,
             last_synced: r.last_synced,
+            drifted: r.drifted,
             destroyed_at: r.destroyed_at,
         })
     }
@@ -116,7 +122,7 @@ pub(crate) async fn fetch(state: &AppState, tenant_id: Uuid, id: Uuid) -> AppRes
         ResourceRow,
         "SELECT r.id, r.provider_id, p.provider_type AS provider, r.kind, r.name, r.region, r.spec, r.tags,
                 r.status, r.power_state, r.attributes, r.cloud_id, r.cost_per_hour, r.estimated_monthly_cost,
-                r.created_by, r.created_at, r.updated_at, r.last_synced, r.destroyed_at
+                r.created_by, r.created_at, r.updated_at, r.last_synced, r.drifted, r.destroyed_at
          FROM resources r JOIN providers p ON p.id = r.provider_id
          WHERE r.id = $1 AND r.tenant_id = $2",
         id,
@@ -297,17 +303,37 @@ async fn create_resource(
     Json(body): Json<CreateResource>,
 ) -> AppResult<(StatusCode, Json<Accepted>)> {
     auth.require(Role::Member)?;
+    let mut tx = state.db.begin().await?;
+    let accepted = create(&mut tx, (&auth).into(), body).await?;
+    tx.commit().await?;
+    Ok((StatusCode::ACCEPTED, Json(accepted)))
+}
+
+/// Validates a new resource and writes it with its first deployment and task, in the caller's
+/// transaction (the route above, and orchestrations that create resources).
+pub async fn create(
+    conn: &mut PgConnection,
+    who: Requester,
+    body: CreateResource,
+) -> AppResult<Accepted> {
     let mut v = Validator::new();
     v.text("name", &body.name, 1, 255)
         .optional_text("region", body.region.as_deref(), 64);
+    if body.kind == Kind::DnsRecord {
+        v.check(
+            crate::dns::valid_record_name(&body.name),
+            "name",
+            "must be a DNS name (letters, digits, -, _, * and dots) or @",
+        );
+    }
     let tags = validate_tags(&mut v, &body.tags);
     v.finish()?;
     let found = sqlx::query!(
         "SELECT provider_type, region FROM providers WHERE id = $1 AND tenant_id = $2",
         body.provider_id,
-        auth.tenant_id
+        who.tenant_id
     )
-    .fetch_optional(&state.db)
+    .fetch_optional(&mut *conn)
     .await?
     .ok_or_else(|| AppError::invalid("provider_id", "no such provider"))?;
     let provider = found.provider_type;
@@ -317,13 +343,12 @@ async fn create_resource(
     let cost_per_hour = price(&provider, &validated, region.as_deref());
 
     let id = Uuid::new_v4();
-    let mut tx = state.db.begin().await?;
     sqlx::query!(
         "INSERT INTO resources (id, tenant_id, provider_id, kind, name, region, spec, tags, status,
                                 cost_per_hour, estimated_monthly_cost, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'provisioning', $9, $10, $11)",
         id,
-        auth.tenant_id,
+        who.tenant_id,
         body.provider_id,
         body.kind.as_str(),
         body.name,
@@ -332,9 +357,9 @@ async fn create_resource(
         json!(tags),
         cost_per_hour,
         cost_per_hour.map(|p| p * crate::pricing::HOURS_PER_MONTH),
-        auth.user_id()
+        who.user_id
     )
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .map_err(|err| match AppError::from(err) {
         AppError::Conflict(_) => AppError::Conflict(format!(
@@ -345,35 +370,31 @@ async fn create_resource(
         other => other,
     })?;
     let (task_id, deployment_id, _) = start_deployment(
-        &mut tx,
+        conn,
         DeploymentRequest {
-            tenant_id: auth.tenant_id,
+            tenant_id: who.tenant_id,
             resource_id: id,
             job: JobKind::ResourceApply,
             operation: "apply",
             action: None,
             desired: validated.desired(&json!(tags), "running"),
-            requested_by: auth.user_id(),
+            requested_by: who.user_id,
             event: Some("create"),
         },
     )
     .await?;
-    tx.commit().await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Accepted {
-            id,
-            name: body.name,
-            provider,
-            provider_id: body.provider_id,
-            kind: body.kind,
-            status: "provisioning".into(),
-            task_id,
-            deployment_id,
-            estimated_monthly_cost: cost_per_hour.map(|p| p * crate::pricing::HOURS_PER_MONTH),
-            message: "Resource provisioning started".into(),
-        }),
-    ))
+    Ok(Accepted {
+        id,
+        name: body.name,
+        provider,
+        provider_id: body.provider_id,
+        kind: body.kind,
+        status: "provisioning".into(),
+        task_id,
+        deployment_id,
+        estimated_monthly_cost: cost_per_hour.map(|p| p * crate::pricing::HOURS_PER_MONTH),
+        message: "Resource provisioning started".into(),
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -414,7 +435,7 @@ async fn list_resources(
         ResourceRow,
         r#"SELECT r.id, r.provider_id, p.provider_type AS provider, r.kind, r.name, r.region, r.spec, r.tags,
                   r.status, r.power_state, r.attributes, r.cloud_id, r.cost_per_hour, r.estimated_monthly_cost,
-                  r.created_by, r.created_at, r.updated_at, r.last_synced, r.destroyed_at
+                  r.created_by, r.created_at, r.updated_at, r.last_synced, r.drifted, r.destroyed_at
            FROM resources r JOIN providers p ON p.id = r.provider_id
            WHERE r.tenant_id = $1
              AND ($2::uuid IS NULL OR r.provider_id = $2) AND ($3::text IS NULL OR r.kind = $3)
@@ -509,7 +530,21 @@ async fn update_resource(
 ) -> AppResult<(StatusCode, Json<DeploymentAccepted>)> {
     auth.require(Role::Member)?;
     let resource = fetch(&state, auth.tenant_id, id).await?;
-    ensure_live(&resource)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(start_update(&state, (&auth).into(), &resource, body).await?),
+    ))
+}
+
+/// Starts an apply of a changed spec or tags (the route above, and DNS failover).
+pub async fn start_update(
+    state: &AppState,
+    who: Requester,
+    resource: &Resource,
+    body: UpdateResource,
+) -> AppResult<DeploymentAccepted> {
+    let id = resource.id;
+    ensure_live(resource)?;
     let mut spec = resource.spec.clone();
     if let Some(patch) = &body.spec {
         let (Some(target), Some(patch)) = (spec.as_object_mut(), patch.as_object()) else {
@@ -540,28 +575,25 @@ async fn update_resource(
     let (task_id, deployment_id, _) = start_deployment(
         &mut tx,
         DeploymentRequest {
-            tenant_id: auth.tenant_id,
+            tenant_id: who.tenant_id,
             resource_id: id,
             job: JobKind::ResourceApply,
             operation: "apply",
             action: None,
             desired: validated.desired(&json!(tags), &resource.power_state),
-            requested_by: auth.user_id(),
+            requested_by: who.user_id,
             event: Some("update"),
         },
     )
     .await?;
     tx.commit().await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(DeploymentAccepted {
-            id,
-            status: "updating".into(),
-            task_id,
-            deployment_id,
-            message: "Resource update started".into(),
-        }),
-    ))
+    Ok(DeploymentAccepted {
+        id,
+        status: "updating".into(),
+        task_id,
+        deployment_id,
+        message: "Resource update started".into(),
+    })
 }
 
 /// Starts a destroy deployment (for DELETE and the `terminate` action).
@@ -582,7 +614,7 @@ impl From<&TenantAuth> for Requester {
     }
 }
 
-async fn start_destroy(
+pub(crate) async fn start_destroy(
     state: &AppState,
     who: Requester,
     resource: &Resource,
@@ -666,6 +698,8 @@ pub enum Action {
     Start,
     Terminate,
     HealthCheck,
+    /// Read the resource's real state, record drift, and update its attributes.
+    Refresh,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -704,6 +738,7 @@ pub async fn start_action(
         Action::Stop => ("stop", Some("stopped")),
         Action::Start => ("start", Some("running")),
         Action::HealthCheck => ("health_check", None),
+        Action::Refresh => ("refresh", None),
     };
     ensure_live(resource)?;
     let mut desired = current_desired(resource);
@@ -813,4 +848,72 @@ async fn list_deployments(
     let page = page.resolve()?;
     let (data, total) = crate::deployments::for_resource(&state, auth.tenant_id, id, page).await?;
     Ok(Page::new(data, total, page))
+}
+
+/// One attribute a sync found changed outside Strata.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DriftEntry {
+    pub id: i64,
+    /// An output (`power_state`, `value`) or a resource attribute (`address.attribute`).
+    pub attribute: String,
+    /// What Strata last applied.
+    pub expected: Option<Value>,
+    /// What the cloud reported.
+    pub actual: Option<Value>,
+    /// The refresh that found it.
+    pub deployment_id: Option<Uuid>,
+    pub detected_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DriftReport {
+    pub resource_id: Uuid,
+    /// Whether the resource differs from what Strata last applied (until the next apply).
+    pub drifted: bool,
+    pub last_synced: Option<DateTime<Utc>>,
+    /// Drift found, newest first.
+    pub data: Vec<DriftEntry>,
+    pub total: i64,
+    pub limit: i64,
+    pub offset: i64,
+}
+
+/// What syncs found changed outside Strata, newest first.
+#[utoipa::path(get, path = "/resources/{id}/drift", tag = "resources", params(("id" = Uuid, Path), Pagination),
+    responses((status = 200, body = DriftReport), (status = 404)), security(("bearer" = []), ("api_key" = [])))]
+async fn drift(
+    State(state): State<AppState>,
+    auth: TenantAuth,
+    Path(id): Path<Uuid>,
+    Query(page): Query<Pagination>,
+) -> AppResult<Json<DriftReport>> {
+    let resource = fetch(&state, auth.tenant_id, id).await?;
+    let (limit, offset) = page.resolve()?;
+    let data = sqlx::query_as!(
+        DriftEntry,
+        "SELECT id, attribute, expected, actual, deployment_id, detected_at FROM resource_drift
+         WHERE resource_id = $1 AND tenant_id = $2 ORDER BY detected_at DESC, id DESC LIMIT $3 OFFSET $4",
+        id,
+        auth.tenant_id,
+        limit,
+        offset
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let total = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM resource_drift WHERE resource_id = $1 AND tenant_id = $2"#,
+        id,
+        auth.tenant_id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    Ok(Json(DriftReport {
+        resource_id: id,
+        drifted: resource.drifted,
+        last_synced: resource.last_synced,
+        data,
+        total,
+        limit,
+        offset,
+    }))
 }

@@ -161,7 +161,7 @@ impl NetworkSpec {
     }
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub(super) enum RecordType {
     A,
@@ -169,6 +169,33 @@ pub(super) enum RecordType {
     Cname,
     Txt,
     Mx,
+}
+
+/// A record's value must fit its type: an address for A and AAAA, a host name for CNAME and MX.
+pub(super) fn check_record_value(
+    errors: &mut Vec<FieldError>,
+    record_type: RecordType,
+    value: &str,
+) {
+    let (ok, message) = match record_type {
+        RecordType::A => (
+            value.parse::<std::net::Ipv4Addr>().is_ok(),
+            "must be an IPv4 address for an A record",
+        ),
+        RecordType::Aaaa => (
+            value.parse::<std::net::Ipv6Addr>().is_ok(),
+            "must be an IPv6 address for an AAAA record",
+        ),
+        RecordType::Cname | RecordType::Mx => (
+            crate::dns::valid_record_name(value) && value != "@",
+            "must be a host name",
+        ),
+        RecordType::Txt => (
+            !value.is_empty() && value.len() <= 2048,
+            "must be 1 to 2048 characters",
+        ),
+    };
+    check(errors, ok, "spec.value", message);
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -180,6 +207,9 @@ struct SandboxDnsRecord {
     value: String,
     #[serde(default = "SandboxDnsRecord::default_ttl")]
     ttl: u32,
+    /// Kept as Cloudflare keeps it; the sandbox proxies nothing.
+    #[serde(default)]
+    proxied: bool,
 }
 
 impl SandboxDnsRecord {
@@ -270,7 +300,11 @@ pub fn validate(
     if !spec.is_object() {
         return Err(AppError::invalid("spec", "must be a JSON object"));
     }
-    if !crate::terraform::render::supports(provider, kind.as_str()) {
+    let supported = match kind {
+        Kind::DnsRecord => crate::dns::HOSTS.contains(&provider),
+        _ => crate::terraform::render::supports(provider, kind.as_str()),
+    };
+    if !supported {
         return Err(AppError::invalid(
             "kind",
             format!("the {provider} provider cannot create a {}", kind.as_str()),
@@ -361,12 +395,7 @@ pub fn validate(
                 "spec.zone",
                 "must be 1 to 253 characters",
             );
-            check(
-                &mut errors,
-                !record.value.is_empty() && record.value.len() <= 1024,
-                "spec.value",
-                "must be 1 to 1024 characters",
-            );
+            check_record_value(&mut errors, record.record_type, &record.value);
             check(
                 &mut errors,
                 (60..=86_400).contains(&record.ttl),

@@ -47,6 +47,11 @@ pub const SCHEDULES: &[ScheduleSpec] = &[
         every: Every::Setting(settings::HEALTH_CHECK_INTERVAL),
     },
     ScheduleSpec {
+        name: "drift_check",
+        kind: JobKind::ProvidersSync,
+        every: Every::Setting(settings::DRIFT_CHECK_INTERVAL),
+    },
+    ScheduleSpec {
         name: "task_retention",
         kind: JobKind::TasksRetention,
         every: Every::Seconds(3_600),

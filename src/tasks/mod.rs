@@ -72,6 +72,9 @@ pub struct Task {
     pub params: Value,
     pub result: Option<Value>,
     pub error: Option<String>,
+    /// For a task of several steps (an orchestration): each step's name, status, and the
+    /// resources, tasks and deployments it made.
+    pub steps: Value,
     pub cancel_requested: bool,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -90,6 +93,7 @@ struct TaskRow {
     params: Value,
     result: Option<Value>,
     error: Option<String>,
+    steps: Value,
     cancel_requested: bool,
     created_at: DateTime<Utc>,
     started_at: Option<DateTime<Utc>>,
@@ -113,6 +117,7 @@ impl TryFrom<TaskRow> for Task {
             params: row.params,
             result: row.result,
             error: row.error,
+            steps: row.steps,
             cancel_requested: row.cancel_requested,
             created_at: row.created_at,
             started_at: row.started_at,
@@ -194,7 +199,7 @@ pub async fn fetch_task(state: &AppState, tenant_id: Uuid, id: Uuid) -> AppResul
     sqlx::query_as!(
         TaskRow,
         "SELECT id, kind, status, attempts, max_attempts, progress, progress_message, params, result,
-                error, cancel_requested, created_at, started_at, finished_at, updated_at
+                error, steps, cancel_requested, created_at, started_at, finished_at, updated_at
          FROM tasks WHERE id = $1 AND tenant_id = $2",
         id,
         tenant_id
@@ -226,7 +231,7 @@ async fn list_tasks(
     let rows = sqlx::query_as!(
         TaskRow,
         "SELECT id, kind, status, attempts, max_attempts, progress, progress_message, params, result,
-                error, cancel_requested, created_at, started_at, finished_at, updated_at
+                error, steps, cancel_requested, created_at, started_at, finished_at, updated_at
          FROM tasks
          WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR kind = $3)
          ORDER BY created_at DESC, id LIMIT $4 OFFSET $5",

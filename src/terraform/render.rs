@@ -31,12 +31,10 @@ const TEMPLATES: &[(&str, &str)] = templates![
     "gcp/network.tf.tera",
     "oci/vm.tf.tera",
     "proxmox/vm.tf.tera",
-    "cloudflare/dns_record.tf.tera",
     "sandbox/_common.tf.tera",
     "sandbox/vm.tf.tera",
     "sandbox/storage.tf.tera",
     "sandbox/network.tf.tera",
-    "sandbox/dns_record.tf.tera",
     "sandbox/cluster.tf.tera",
 ];
 
@@ -101,7 +99,40 @@ pub fn write_workdir(
         None => String::new(),
     };
     std::fs::write(dir.join(CLI_CONFIG), cli_config)?;
+    write_observed(dir, &serde_json::Map::new())?;
     Ok(())
+}
+
+/// The sandbox cloud's report of a resource (see `terraform/sandbox/_common.tf.tera`): a state
+/// file whose outputs are the values that differ from what was applied; empty when none do.
+pub const OBSERVED_FILE: &str = "observed.tfstate";
+
+pub fn write_observed(dir: &Path, outputs: &serde_json::Map<String, Value>) -> std::io::Result<()> {
+    // Terraform wants each output's type; the sandbox reports only strings, numbers and bools.
+    let outputs: serde_json::Map<String, Value> = outputs
+        .iter()
+        .filter_map(|(name, value)| {
+            let type_ = match value {
+                Value::String(_) => "string",
+                Value::Number(_) => "number",
+                Value::Bool(_) => "bool",
+                _ => return None,
+            };
+            Some((
+                name.clone(),
+                serde_json::json!({ "value": value, "type": type_ }),
+            ))
+        })
+        .collect();
+    let state = serde_json::json!({
+        "version": 4,
+        "terraform_version": "1.0.0",
+        "serial": 1,
+        "lineage": "strata-sandbox-observed",
+        "outputs": outputs,
+        "resources": [],
+    });
+    std::fs::write(dir.join(OBSERVED_FILE), state.to_string())
 }
 
 /// The rendered configuration in each working directory.

@@ -199,6 +199,8 @@ pub fn test_settings() -> Settings {
         terraform_memory_limit: "1GiB".into(),
         data_dir: std::env::temp_dir(),
         backup_dir: std::env::temp_dir().join(format!("strata-backups-{}", Uuid::new_v4())),
+        // Nothing answers here: a test that uses Cloudflare starts its stand-in and sets this.
+        cloudflare_api_url: "http://127.0.0.1:9/client/v4/".into(),
     }
 }
 
@@ -473,9 +475,15 @@ impl Drop for TestApp {
 
 /// A `strata worker` process on this database, killed when dropped.
 pub fn spawn_worker(url: &str) -> tokio::process::Child {
+    spawn_worker_with(url, &[])
+}
+
+/// A `strata worker` process with more settings in its environment.
+pub fn spawn_worker_with(url: &str, env: &[(&str, String)]) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .args(["worker", "--concurrency", "8", "--heartbeat-seconds", "2"])
         .envs(process_env(url))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .kill_on_drop(true)

@@ -54,7 +54,14 @@ async fn settings_have_defaults_are_validated_per_tenant_and_changed_by_admins()
         .filter(|s| s["in_effect"] == true)
         .map(|s| s["key"].as_str().unwrap())
         .collect();
-    assert_eq!(in_effect, ["health_check_interval", "task_retention_days"]);
+    assert_eq!(
+        in_effect,
+        [
+            "health_check_interval",
+            "drift_check_interval",
+            "task_retention_days"
+        ]
+    );
 
     let key = "/api/v1/settings/health_check_interval";
     let changed = app.put(key, &admin, json!({"value": 45})).await;
