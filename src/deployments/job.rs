@@ -74,6 +74,18 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     }
 
     let turn = wait_for_turn(ctx, id, &d).await?;
+    // What earlier deployments of the resource wrote, read now that they have finished.
+    let current = sqlx::query!(
+        "SELECT cloud_id, attributes FROM resources WHERE id = $1",
+        d.resource_id
+    )
+    .fetch_one(db)
+    .await?;
+    let d = Loaded {
+        cloud_id: current.cloud_id,
+        attributes: current.attributes,
+        ..d
+    };
     let attempt = sqlx::query_scalar!(
         "UPDATE deployments SET status = 'running', waiting_reason = NULL, attempts = attempts + 1,
                 started_at = COALESCE(started_at, now())
@@ -140,6 +152,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     // was the last attempt: the deployment waits for it, queued, rather than ending failed.
     if let Err(JobError::Retryable(err)) = &result
         && ctx.attempt < crate::jobs::JobKind::ResourceApply.max_attempts()
+        && !ctx.cancel.is_cancelled()
     {
         log.line("warn", "system", format!("{err}; trying again"));
         log.finish().await;
@@ -875,9 +888,17 @@ pub fn plan_drift(plan: &Value) -> Vec<Value> {
         .flatten()
     {
         let (before, after) = (&change["before"], &change["after"]);
-        if before != after {
-            drift.push(json!({"attribute": name, "expected": before, "actual": after}));
+        // An output new to the configuration (an upgrade added it) is not a change in the cloud.
+        if before.is_null() || before == after {
+            continue;
         }
+        let sensitive = change["before_sensitive"] == true || change["after_sensitive"] == true;
+        let (before, after) = if sensitive {
+            (&json!("(sensitive)"), &json!("(sensitive)"))
+        } else {
+            (before, after)
+        };
+        drift.push(json!({"attribute": name, "expected": before, "actual": after}));
     }
     for resource in plan
         .get("resource_drift")
@@ -886,18 +907,30 @@ pub fn plan_drift(plan: &Value) -> Vec<Value> {
         .flatten()
     {
         let address = resource["address"].as_str().unwrap_or("unknown");
-        let (before, after) = (&resource["change"]["before"], &resource["change"]["after"]);
+        let change = &resource["change"];
+        let (before, after) = (&change["before"], &change["after"]);
+        // Values Terraform marks sensitive are named, never shown.
+        let sensitive = |key: &str| {
+            ["before_sensitive", "after_sensitive"]
+                .iter()
+                .any(|k| change[*k] == true || change[*k].get(key).is_some_and(|v| v != false))
+        };
         match (before.as_object(), after.as_object()) {
             (Some(b), Some(a)) => {
                 for key in b.keys().chain(a.keys().filter(|k| !b.contains_key(*k))) {
-                    if b.get(key) != a.get(key) {
+                    if sensitive(key) && b.get(key) != a.get(key) {
+                        drift.push(json!({"attribute": format!("{address}.{key}"),
+                                          "expected": "(sensitive)", "actual": "(sensitive)"}));
+                    } else if b.get(key) != a.get(key) {
                         drift.push(json!({"attribute": format!("{address}.{key}"),
                                           "expected": b.get(key), "actual": a.get(key)}));
                     }
                 }
             }
-            // Deleted outside Terraform (after is null), or some other whole change.
-            _ => drift.push(json!({"attribute": address, "expected": before, "actual": after})),
+            // Deleted outside Terraform (after is null), or some other whole change; its
+            // values are not repeated (they may hold secrets).
+            _ => drift.push(json!({"attribute": address, "expected": "present",
+                                   "actual": if after.is_null() { "deleted" } else { "changed" }})),
         }
     }
     drift
@@ -1159,6 +1192,37 @@ async fn apply_outcome(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_names_changed_outputs_and_attributes_but_not_secrets_or_new_outputs() {
+        let plan = json!({
+            "output_changes": {
+                "power_state": {"before": "running", "after": "stopped"},
+                "name": {"before": null, "after": "web-1"},
+                "image": {"before": "a", "after": "a"},
+                "password": {"before": "x", "after": "y", "after_sensitive": true},
+            },
+            "resource_drift": [
+                {"address": "aws_instance.vm", "change": {
+                    "before": {"instance_type": "t3.micro", "user_data": "s1"},
+                    "after": {"instance_type": "t3.large", "user_data": "s2"},
+                    "before_sensitive": {"user_data": true}, "after_sensitive": {"user_data": true}}},
+                {"address": "aws_eip.ip", "change": {"before": {"secret": "s"}, "after": null}},
+            ],
+        });
+        let mut drift = plan_drift(&plan);
+        drift.sort_by_key(|d| d["attribute"].as_str().unwrap_or_default().to_string());
+        assert_eq!(
+            drift,
+            [
+                json!({"attribute": "aws_eip.ip", "expected": "present", "actual": "deleted"}),
+                json!({"attribute": "aws_instance.vm.instance_type", "expected": "t3.micro", "actual": "t3.large"}),
+                json!({"attribute": "aws_instance.vm.user_data", "expected": "(sensitive)", "actual": "(sensitive)"}),
+                json!({"attribute": "password", "expected": "(sensitive)", "actual": "(sensitive)"}),
+                json!({"attribute": "power_state", "expected": "running", "actual": "stopped"}),
+            ]
+        );
+    }
 
     #[test]
     fn the_backend_connection_string_keeps_credentials_and_sets_tls() {

@@ -53,17 +53,33 @@ pub(crate) async fn execute(
         .map_err(job_error)?;
     let spec = d.desired.get("spec").cloned().unwrap_or(json!({}));
     let text = |key: &str| spec.get(key).and_then(Value::as_str).map(str::to_string);
-    let zone = text("zone");
-    let zone_id = match (text("zone_id"), &zone) {
-        (Some(id), _) => id,
-        (None, Some(zone)) => client.zone_id(zone).await.map_err(job_error)?,
-        (None, None) => return Err(JobError::Fatal("the spec names no zone".into())),
+    let Some(zone) = text("zone") else {
+        return Err(JobError::Fatal("the spec names no zone".into()));
+    };
+    // The zone the record was made in, for a record that exists.
+    let made_in = d
+        .attributes
+        .get("zone_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let zone_id = match (d.operation.as_str(), &made_in, text("zone_id")) {
+        ("destroy", Some(made_in), _) => made_in.clone(),
+        (_, _, Some(id)) => id,
+        _ => match client.zone_id(&zone).await {
+            Ok(id) => id,
+            Err(DnsError::ZoneNotFound(_)) if d.operation == "destroy" => {
+                log.line(
+                    "info",
+                    "dns",
+                    format!("zone {zone} is gone, and its records with it"),
+                );
+                return Ok(json!({"deployment_id": d.id, "outputs": {}}));
+            }
+            Err(err) => return Err(job_error(err)),
+        },
     };
     let data = RecordData {
-        // Without the zone's name the host qualifies the name itself.
-        name: zone
-            .as_deref()
-            .map_or_else(|| d.name.clone(), |zone| fqdn(&d.name, zone)),
+        name: fqdn(&d.name, &zone),
         record_type: text("record_type").unwrap_or_else(|| "A".into()),
         content: text("value").unwrap_or_default(),
         ttl: spec.get("ttl").and_then(Value::as_u64).unwrap_or(300) as u32,
@@ -95,9 +111,13 @@ pub(crate) async fn execute(
             let (actual, drift) = match client.get(&zone_id, record_id).await {
                 Ok(record) => {
                     let actual = outputs(&zone_id, &record);
+                    // Only what the last run recorded is compared (older runs recorded less).
                     let drift: Vec<Value> = COMPARED
                         .iter()
-                        .filter(|key| d.attributes.get(**key) != actual.get(**key))
+                        .filter(|key| {
+                            d.attributes.get(**key).is_some()
+                                && d.attributes.get(**key) != actual.get(**key)
+                        })
                         .map(|key| json!({"attribute": key, "expected": d.attributes.get(*key), "actual": actual.get(*key)}))
                         .collect();
                     (actual, drift)
@@ -131,7 +151,22 @@ pub(crate) async fn execute(
             Ok(json!({"deployment_id": id, "outputs": actual, "drift": drift}))
         }
         _ => {
-            if let Some(record_id) = &d.cloud_id {
+            // A record moved to another zone: the old one goes, a new one is made.
+            let mut cloud_id = d.cloud_id.clone();
+            if let (Some(record_id), Some(old_zone)) = (&cloud_id, &made_in)
+                && *old_zone != zone_id
+            {
+                match client.delete(old_zone, record_id).await {
+                    Ok(()) | Err(DnsError::RecordNotFound(_)) | Err(DnsError::ZoneNotFound(_)) => {
+                        say(format!(
+                            "removed record {record_id} from its old zone {old_zone}"
+                        ));
+                    }
+                    Err(err) => return Err(job_error(err)),
+                }
+                cloud_id = None;
+            }
+            if let Some(record_id) = &cloud_id {
                 match client.update(&zone_id, record_id, &data).await {
                     Ok(record) => {
                         say(format!(
@@ -152,7 +187,25 @@ pub(crate) async fn execute(
                 .find(&zone_id, &data.name, &data.record_type)
                 .await
                 .map_err(job_error)?;
-            let record = if let Some(same) = existing.iter().find(|r| r.content == data.content) {
+            // An identical record is adopted (a worker that died after creating it left it),
+            // unless another live resource holds it.
+            let mut identical = None;
+            for record in existing.iter().filter(|r| r.content == data.content) {
+                let held = sqlx::query_scalar!(
+                    r#"SELECT EXISTS (SELECT 1 FROM resources WHERE provider_id = $1 AND cloud_id = $2
+                                      AND id <> $3 AND status <> 'destroyed') AS "held!""#,
+                    d.provider_id,
+                    record.id,
+                    d.resource_id
+                )
+                .fetch_one(&ctx.state.db)
+                .await?;
+                if !held {
+                    identical = Some(record);
+                    break;
+                }
+            }
+            let record = if let Some(same) = identical {
                 say(format!(
                     "adopting the identical record {} already in the zone",
                     same.id
@@ -166,6 +219,7 @@ pub(crate) async fn execute(
                         .map_err(job_error)?
                 }
             } else if let Some(other) = existing.first() {
+                // Another resource's, or made outside Strata: never overwritten.
                 return Err(JobError::Fatal(format!(
                     "conflict: zone already has a {} record {} -> {} (id {}) that this resource does not manage",
                     other.record_type, other.name, other.content, other.id

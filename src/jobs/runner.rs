@@ -349,14 +349,20 @@ impl Executor {
                 Ok(())
             }
             Outcome::Cancelled => {
+                let mut tx = db.begin().await?;
                 sqlx::query!(
                     "UPDATE tasks SET status = 'cancelled', error = 'cancelled by request',
                             finished_at = now(), updated_at = now()
                      WHERE id = $1 AND status = 'running'",
                     task_id
                 )
-                .execute(db)
+                .execute(&mut *tx)
                 .await?;
+                // Work the job left waiting for its next attempt is settled too.
+                if let Ok(kind) = task.kind.parse::<JobKind>() {
+                    kind.cancelled_before_start(&mut tx, task_id).await?;
+                }
+                tx.commit().await?;
                 Ok(())
             }
             Outcome::Failed(JobError::Retryable(message)) if task.attempts < task.max_attempts => {

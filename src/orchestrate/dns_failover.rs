@@ -115,17 +115,26 @@ pub async fn start(
             (resource.provider_id, zone, resource.name, Some(id))
         }
         (Some(record), None) => {
-            let managed = sqlx::query_scalar!(
-                "SELECT id FROM resources
-                 WHERE tenant_id = $1 AND provider_id = $2 AND kind = 'dns_record' AND name = $3
-                   AND spec ->> 'zone' = $4 AND status NOT IN ('destroyed', 'destroying')",
+            // Managed if a live record resource of the zone has the same fully qualified name
+            // (`www`, `www.example.com` and `WWW` name one record).
+            let wanted = fqdn(&record.record_name, &record.zone).to_ascii_lowercase();
+            let candidates = sqlx::query!(
+                "SELECT id, name, spec ->> 'zone' AS zone FROM resources
+                 WHERE tenant_id = $1 AND provider_id = $2 AND kind = 'dns_record'
+                   AND status NOT IN ('destroyed', 'destroying')",
                 auth.tenant_id,
-                record.dns_provider_id,
-                record.record_name,
-                record.zone
+                record.dns_provider_id
             )
-            .fetch_optional(&state.db)
+            .fetch_all(&state.db)
             .await?;
+            let managed = candidates
+                .into_iter()
+                .find(|c| {
+                    c.zone
+                        .as_deref()
+                        .is_some_and(|zone| fqdn(&c.name, zone).eq_ignore_ascii_case(&wanted))
+                })
+                .map(|c| c.id);
             (
                 record.dns_provider_id,
                 record.zone.clone(),
@@ -281,6 +290,12 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     let (status, error) = match &outcome {
         Ok(_) => ("succeeded", None),
         Err(JobError::Cancelled) => ("cancelled", None),
+        // Tried again: the failover is still running.
+        Err(JobError::Retryable(_))
+            if ctx.attempt < JobKind::OrchestrateDnsFailover.max_attempts() =>
+        {
+            return outcome;
+        }
         Err(err) => ("failed", Some(err.to_string())),
     };
     sqlx::query!(
@@ -310,10 +325,14 @@ async fn fail_over(
     f: &Target<'_>,
 ) -> Result<Value, JobError> {
     let state = &ctx.state;
+    // A DNS host unavailable for a moment is retried; anything else ends the failover.
+    let dns = |err: crate::dns::DnsError| match err {
+        crate::dns::DnsError::Unavailable(_) => JobError::Retryable(err.to_string()),
+        _ => JobError::Fatal(err.to_string()),
+    };
     let client = DnsClient::for_provider(state, ctx.tenant_id, f.dns_provider_id)
         .await
-        .map_err(|err| JobError::Fatal(err.to_string()))?;
-    let dns = |err: crate::dns::DnsError| JobError::Fatal(err.to_string());
+        .map_err(dns)?;
     let zone_id = client.zone_id(f.zone).await.map_err(dns)?;
     let name = fqdn(f.record_name, f.zone);
 

@@ -112,6 +112,53 @@ pub async fn start(
             format!("a {dns_type} provider does not host DNS records"),
         ));
     }
+    // The record is checked now, not after the vm is built: its spec (with a stand-in
+    // address), its name, and its zone.
+    let mut record_spec = json!({"zone": body.zone, "value": "192.0.2.1"});
+    if let Some(ttl) = body.ttl {
+        record_spec["ttl"] = json!(ttl);
+    }
+    if let Some(proxied) = body.proxied {
+        record_spec["proxied"] = json!(proxied);
+    }
+    crate::resources::spec::validate(&dns_type, Kind::DnsRecord, &record_spec, None).map_err(
+        |err| match err {
+            AppError::Validation(errors) => AppError::Validation(
+                errors
+                    .into_iter()
+                    .map(|mut e| {
+                        e.field = e.field.trim_start_matches("spec.").to_string();
+                        e
+                    })
+                    .collect(),
+            ),
+            other => other,
+        },
+    )?;
+    let taken = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM resources WHERE tenant_id = $1 AND provider_id = $2
+                          AND kind = 'dns_record' AND name = $3 AND status <> 'destroyed') AS "taken!""#,
+        auth.tenant_id,
+        body.dns_provider_id,
+        body.record_name
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if taken {
+        return Err(AppError::Conflict(format!(
+            "a dns_record named {:?} already exists on this provider",
+            body.record_name
+        )));
+    }
+    let client = DnsClient::for_provider(&state, auth.tenant_id, body.dns_provider_id).await;
+    if let Ok(client) = client
+        && let Err(crate::dns::DnsError::ZoneNotFound(zone)) = client.zone_id(&body.zone).await
+    {
+        return Err(AppError::invalid(
+            "zone",
+            format!("the DNS provider does not host {zone}"),
+        ));
+    }
 
     let who = Requester::from(&auth);
     let mut tx = state.db.begin().await?;
@@ -181,6 +228,17 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     let vm_id = steps
         .id(PROVISION, "resource_id")
         .ok_or_else(|| JobError::Fatal("the vm step has no resource".into()))?;
+    // A run that had begun undoing (its worker died) finishes undoing.
+    if matches!(steps.status(COMPENSATE), "running" | "succeeded" | "failed") {
+        let reason = steps
+            .get(COMPENSATE)
+            .and_then(|s| s.get("reason"))
+            .and_then(Value::as_str)
+            .unwrap_or("an earlier step failed")
+            .to_string();
+        let undone = compensate(ctx, &request, &mut steps, vm_id, &reason).await?;
+        return Err(JobError::Fatal(format!("{reason}{undone}")));
+    }
 
     // 1. The vm, through its own deployment.
     if steps.status(PROVISION) != "succeeded" {
@@ -227,23 +285,21 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
                 json!({"status": "failed", "error": "the vm reports no IP address"}),
             )
             .await?;
-        let undone = compensate(ctx, &request, &mut steps, vm_id).await?;
-        return Err(JobError::Fatal(format!(
-            "the vm reports no IP address{undone}"
-        )));
+        let reason = "the vm reports no IP address";
+        let undone = compensate(ctx, &request, &mut steps, vm_id, reason).await?;
+        return Err(JobError::Fatal(format!("{reason}{undone}")));
     };
     steps
         .update(state, WAIT_FOR_IP, json!({"status": "succeeded", "ip": ip}))
         .await?;
 
     // 3. The record, as a dns_record resource with its own deployment.
-    let record = match create_record(ctx, &request, &mut steps, &ip).await {
+    let record = match create_record(ctx, &request, &mut steps, &ip).await? {
         Ok(record) => record,
         Err(error) => {
-            let undone = compensate(ctx, &request, &mut steps, vm_id).await?;
-            return Err(JobError::Fatal(format!(
-                "the DNS record failed: {error}{undone}"
-            )));
+            let reason = format!("the DNS record failed: {error}");
+            let undone = compensate(ctx, &request, &mut steps, vm_id, &reason).await?;
+            return Err(JobError::Fatal(format!("{reason}{undone}")));
         }
     };
 
@@ -253,14 +309,13 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         .update(state, VERIFY, json!({"status": "running"}))
         .await?;
     let name = fqdn(&request.record_name, &request.zone);
-    if let Err(error) = verify(state, ctx.tenant_id, &request, &name, &ip).await {
+    if let Err(error) = verify(state, ctx.tenant_id, &request, &name, &ip).await? {
         steps
             .update(state, VERIFY, json!({"status": "failed", "error": error}))
             .await?;
-        let undone = compensate(ctx, &request, &mut steps, vm_id).await?;
-        return Err(JobError::Fatal(format!(
-            "verifying the DNS record failed: {error}{undone}"
-        )));
+        let reason = format!("verifying the DNS record failed: {error}");
+        let undone = compensate(ctx, &request, &mut steps, vm_id, &reason).await?;
+        return Err(JobError::Fatal(format!("{reason}{undone}")));
     }
     steps
         .update(
@@ -276,12 +331,14 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
 }
 
 /// Creates the record's resource (once: a retry finds it in the step) and waits for it.
+/// `Ok(Err(..))` is the record failing (to be undone); `Err(..)` is the job's own failure
+/// (cancelled, or a passing one to retry).
 async fn create_record(
     ctx: &JobContext,
     request: &VmDnsRequest,
     steps: &mut Steps,
     ip: &str,
-) -> Result<Uuid, String> {
+) -> Result<Result<Uuid, String>, JobError> {
     let state = &ctx.state;
     let step = async {
         let (record_id, record_task) = match (
@@ -338,45 +395,44 @@ async fn create_record(
             Err(error.unwrap_or_else(|| format!("the record's task {status}")))
         })
     };
-    let outcome = step.await.map_err(|err| err.to_string())?;
+    let outcome = step.await?;
     let fields = match &outcome {
         Ok(_) => json!({"status": "succeeded"}),
         Err(error) => json!({"status": "failed", "error": error}),
     };
-    steps
-        .update(state, CREATE_RECORD, fields)
-        .await
-        .map_err(|err| err.to_string())?;
-    outcome
+    steps.update(state, CREATE_RECORD, fields).await?;
+    Ok(outcome)
 }
 
-/// Whether the DNS host has an A record of `name` with `ip`.
+/// Whether the DNS host has an A record of `name` with `ip`. A host unavailable for a moment
+/// is the job's to retry, not a reason to undo.
 async fn verify(
     state: &AppState,
     tenant_id: Uuid,
     request: &VmDnsRequest,
     name: &str,
     ip: &str,
-) -> Result<(), String> {
-    let client = DnsClient::for_provider(state, tenant_id, request.dns_provider_id)
-        .await
-        .map_err(|err| err.to_string())?;
-    let zone_id = client
-        .zone_id(&request.zone)
-        .await
-        .map_err(|err| err.to_string())?;
-    let records = client
-        .find(&zone_id, name, "A")
-        .await
-        .map_err(|err| err.to_string())?;
-    if records.iter().any(|r| r.content == ip) {
+) -> Result<Result<(), String>, JobError> {
+    let lookup = async {
+        let client = DnsClient::for_provider(state, tenant_id, request.dns_provider_id).await?;
+        let zone_id = client.zone_id(&request.zone).await?;
+        client.find(&zone_id, name, "A").await
+    };
+    let records = match lookup.await {
+        Ok(records) => records,
+        Err(err @ crate::dns::DnsError::Unavailable(_)) => {
+            return Err(JobError::Retryable(err.to_string()));
+        }
+        Err(err) => return Ok(Err(err.to_string())),
+    };
+    Ok(if records.iter().any(|r| r.content == ip) {
         Ok(())
     } else {
         Err(format!(
             "{name} resolves to {:?}, not {ip}",
             records.iter().map(|r| &r.content).collect::<Vec<_>>()
         ))
-    }
+    })
 }
 
 /// Undoes what the orchestration made (the record, then the vm), unless the caller keeps it.
@@ -386,6 +442,7 @@ async fn compensate(
     request: &VmDnsRequest,
     steps: &mut Steps,
     vm_id: Uuid,
+    reason: &str,
 ) -> Result<String, JobError> {
     let state = &ctx.state;
     if request.keep_on_failure {
@@ -393,7 +450,7 @@ async fn compensate(
             .update(
                 state,
                 COMPENSATE,
-                json!({"status": "skipped", "reason": "keep_on_failure"}),
+                json!({"status": "skipped", "reason": reason, "kept": "keep_on_failure"}),
             )
             .await?;
         return Ok(format!("; the vm {vm_id} was kept (keep_on_failure)"));
@@ -401,7 +458,11 @@ async fn compensate(
     ctx.progress(95, "undoing: destroying what was made")
         .await?;
     steps
-        .update(state, COMPENSATE, json!({"status": "running"}))
+        .update(
+            state,
+            COMPENSATE,
+            json!({"status": "running", "reason": reason}),
+        )
         .await?;
     let who = Requester {
         tenant_id: ctx.tenant_id,
@@ -428,16 +489,32 @@ async fn compensate(
             undone.push(json!({"resource_id": resource_id, "kind": what, "outcome": "destroyed"}));
             continue;
         }
-        let destroyed = match crate::resources::start_destroy(state, who, &resource, None).await {
-            Ok(started) => {
-                let (status, error) = wait_for_task(ctx, started.task_id).await?;
+        // A destroy already under way (started before a crash) is waited for, not repeated.
+        let open = sqlx::query!(
+            "SELECT d.id, d.task_id FROM deployments d JOIN tasks t ON t.id = d.task_id
+             WHERE d.resource_id = $1 AND d.operation = 'destroy' AND t.status IN ('queued', 'running')
+             ORDER BY d.created_at DESC LIMIT 1",
+            resource_id
+        )
+        .fetch_optional(&state.db)
+        .await?;
+        let started = match open {
+            Some(open) => Ok((open.task_id, open.id)),
+            None => crate::resources::start_destroy(state, who, &resource, None)
+                .await
+                .map(|s| (s.task_id, s.deployment_id))
+                .map_err(|err| err.to_string()),
+        };
+        let destroyed = match started {
+            Ok((task_id, deployment_id)) => {
+                let (status, error) = wait_for_task(ctx, task_id).await?;
                 if status == "succeeded" {
-                    Ok(started.deployment_id)
+                    Ok(deployment_id)
                 } else {
                     Err(error.unwrap_or(status))
                 }
             }
-            Err(err) => Err(err.to_string()),
+            Err(err) => Err(err),
         };
         match destroyed {
             Ok(deployment_id) => undone.push(json!({

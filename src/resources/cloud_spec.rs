@@ -264,9 +264,9 @@ impl ProxmoxVm {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CloudflareRecord {
-    /// The zone's name; or its id, below.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    zone: Option<String>,
+    /// The zone's name.
+    zone: String,
+    /// The zone's id, when known (saves looking it up).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     zone_id: Option<String>,
     #[serde(default = "CloudflareRecord::default_type")]
@@ -437,12 +437,6 @@ pub(super) fn validate(
             let record: CloudflareRecord = decode(spec)?;
             check(
                 &mut errors,
-                record.zone.is_some() || record.zone_id.is_some(),
-                "spec.zone",
-                "give the zone's name (zone) or its id (zone_id)",
-            );
-            check(
-                &mut errors,
                 record
                     .zone_id
                     .as_deref()
@@ -452,10 +446,7 @@ pub(super) fn validate(
             );
             check(
                 &mut errors,
-                record
-                    .zone
-                    .as_deref()
-                    .is_none_or(|z| z != "@" && crate::dns::valid_record_name(z)),
+                record.zone != "@" && crate::dns::valid_record_name(&record.zone),
                 "spec.zone",
                 "must be a domain name",
             );

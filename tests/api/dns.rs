@@ -331,3 +331,46 @@ async fn cloudflare_records_are_written_through_its_api() {
         "the crate talked to the stand-in"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_queued_behind_the_create_sees_the_record_the_create_made() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    // Update and delete are asked for at once, before the create has run.
+    let created = app
+        .post(
+            "/api/v1/resources",
+            &admin,
+            json!({"provider_id": provider, "kind": "dns_record", "name": "soon",
+                   "spec": {"zone": "example.com", "value": "192.0.2.1"}}),
+        )
+        .await;
+    let id = created.body["id"].as_str().unwrap();
+    let updated = app
+        .call(
+            axum::http::Method::PATCH,
+            &format!("/api/v1/resources/{id}"),
+            &admin,
+            Some(json!({"spec": {"value": "192.0.2.2"}})),
+        )
+        .await;
+    let task = app
+        .wait_for_task(&admin, updated.body["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert_eq!(
+        sandbox_records(&app, "soon.example.com").await.len(),
+        1,
+        "updated in place, not created twice"
+    );
+    let deleted = app.delete(&format!("/api/v1/resources/{id}"), &admin).await;
+    let task = app
+        .wait_for_task(&admin, deleted.body["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    assert!(
+        sandbox_records(&app, "soon.example.com").await.is_empty(),
+        "no record left behind"
+    );
+}

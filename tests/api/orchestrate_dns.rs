@@ -284,3 +284,40 @@ async fn failover_changes_a_record_strata_does_not_manage_on_cloudflare() {
         (Some(id.as_str()), Some("192.0.2.2"))
     );
 }
+
+#[tokio::test]
+async fn vm_dns_checks_the_record_before_building_the_vm() {
+    let app = TestApp::spawn().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    let request = |extra: Value| {
+        let mut body = json!({"provider_id": provider, "dns_provider_id": provider,
+                              "zone": "example.com", "record_name": "web",
+                              "vm": {"name": "web-1", "spec": {"boot_seconds": 0}}});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for (extra, field) in [
+        (json!({"ttl": 1}), "ttl"),
+        (json!({"zone": "not-hosted.org"}), "zone"),
+        (json!({"record_name": "bad name"}), "record_name"),
+        (
+            json!({"vm": {"name": "web-1", "spec": {"size": "huge"}}}),
+            "vm.spec.size",
+        ),
+    ] {
+        let response = app
+            .post("/api/v1/orchestrate/vm-dns", &admin, request(extra))
+            .await;
+        response.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+        assert_eq!(
+            response.body["errors"][0]["field"], field,
+            "{}",
+            response.text
+        );
+    }
+    let vms = app.get("/api/v1/resources", &admin).await.body;
+    assert_eq!(vms["total"], 0, "nothing was made");
+}

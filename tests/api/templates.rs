@@ -189,7 +189,7 @@ fn real_clouds_need_a_region_and_their_own_fields() {
         field(validate(
             "cloudflare",
             Kind::DnsRecord,
-            &json!({"zone_id": "z", "value": "192.0.2.1"}),
+            &json!({"zone": "example.org", "zone_id": "z", "value": "192.0.2.1"}),
             None
         )),
         ["spec.zone_id"]
@@ -201,7 +201,7 @@ fn real_clouds_need_a_region_and_their_own_fields() {
             &json!({"value": "192.0.2.1"}),
             None
         )),
-        ["spec.zone"],
+        ["spec"],
         "a record names its zone"
     );
     assert_eq!(
