@@ -39,6 +39,7 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
         data_dir: std::env::temp_dir(),
         backup_dir: std::env::temp_dir().join("strata-bench-backups"),
         cloudflare_api_url: common.cloudflare_api_url.clone(),
+        import_allow_private_urls: false,
     };
     let state = AppState::new(db.clone(), settings);
     let router = crate::http::router(state.clone());

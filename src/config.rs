@@ -85,6 +85,16 @@ pub struct CommonArgs {
     )]
     pub cloudflare_api_url: String,
 
+    /// Let billing imports fetch URLs on loopback and private networks (off: a tenant could
+    /// otherwise make workers read internal services).
+    #[arg(
+        long,
+        env = "STRATA_IMPORT_ALLOW_PRIVATE_URLS",
+        default_value_t = false,
+        global = true
+    )]
+    pub import_allow_private_urls: bool,
+
     /// Largest number of database connections this process opens.
     #[arg(
         long,
@@ -138,6 +148,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub backup_dir: PathBuf,
     pub cloudflare_api_url: String,
+    pub import_allow_private_urls: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -205,6 +216,7 @@ impl Settings {
             // The client joins endpoint paths onto the base: without the slash it would drop
             // the base's last segment.
             cloudflare_api_url: format!("{}/", args.cloudflare_api_url.trim_end_matches('/')),
+            import_allow_private_urls: args.import_allow_private_urls,
         })
     }
 }

@@ -9,7 +9,6 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{AppError, AppResult, FieldError, TRACE_ID};
@@ -27,9 +26,11 @@ pub fn router(state: AppState) -> axum::Router {
             state.clone(),
             observe_request,
         ))
-        .layer(RequestBodyLimitLayer::new(1024 * 1024))
         .with_state(state)
 }
+
+/// Largest request body (the API routes; billing uploads have their own limit).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Serves `router` on `listener` until `shutdown` completes. Every connection gets
 /// TCP_NODELAY: WebSocket log lines are small writes, and Nagle's algorithm with the client's

@@ -39,6 +39,8 @@ pub mod terraform;
 pub mod auth;
 /// Backups of the database (`pg_dump`) and `strata restore`.
 pub mod backups;
+/// Billing imports (FOCUS and cloud exports) into cost records, and the billing cost queries.
+pub mod billing;
 /// Cloud credentials, encrypted at rest.
 pub mod credentials;
 /// The dashboard: totals, costs, regions, provider health and recent activity.

@@ -1,3 +1,4 @@
+use tower_http::limit::RequestBodyLimitLayer;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -29,6 +30,7 @@ use crate::state::AppState;
         (name = "backups", description = "Database backups (operator only)"),
         (name = "dashboard", description = "Totals, costs and health at a glance"),
         (name = "orchestration", description = "Work over many resources as one task"),
+        (name = "billing", description = "Billing imports and cost queries"),
         (name = "metrics", description = "Prometheus metrics"),
     )
 )]
@@ -73,10 +75,17 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::backups::router())
         .merge(crate::dashboard::router())
         .merge(crate::orchestrate::router())
+        .merge(crate::billing::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,
-        ));
+        ))
+        .layer(RequestBodyLimitLayer::new(crate::http::MAX_BODY_BYTES))
+        // Billing exports are large: their upload streams into the database under its own limit.
+        .merge(
+            crate::billing::upload_router()
+                .layer(RequestBodyLimitLayer::new(crate::billing::MAX_UPLOAD_BYTES)),
+        );
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .routes(utoipa_axum::routes!(

@@ -65,6 +65,9 @@ pub enum JobKind {
     /// (on request, and scheduled by `drift_check_interval`).
     #[serde(rename = "providers.sync")]
     ProvidersSync,
+    /// Loads a billing export into cost records.
+    #[serde(rename = "billing.import")]
+    BillingImport,
 }
 
 impl JobKind {
@@ -98,6 +101,7 @@ impl JobKind {
             JobKind::OrchestrateVmDns => "orchestrate.vm_dns",
             JobKind::OrchestrateDnsFailover => "orchestrate.dns_failover",
             JobKind::ProvidersSync => "providers.sync",
+            JobKind::BillingImport => "billing.import",
         }
     }
 
@@ -128,7 +132,8 @@ impl JobKind {
                 | JobKind::OrchestrateLockdown
                 | JobKind::OrchestrateVmDns
                 | JobKind::OrchestrateDnsFailover
-                | JobKind::ProvidersSync,
+                | JobKind::ProvidersSync
+                | JobKind::BillingImport,
                 _,
             )
             | (_, PROVISIONING_QUEUE) => Duration::from_secs(3 * 3600),
@@ -153,6 +158,7 @@ impl JobKind {
             JobKind::OrchestrateVmDns => crate::orchestrate::vm_dns::run(ctx).await,
             JobKind::OrchestrateDnsFailover => crate::orchestrate::dns_failover::run(ctx).await,
             JobKind::ProvidersSync => crate::providers::sync::run(ctx).await,
+            JobKind::BillingImport => crate::billing::import::run(ctx).await,
         }
     }
 }

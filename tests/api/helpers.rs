@@ -201,6 +201,8 @@ pub fn test_settings() -> Settings {
         backup_dir: std::env::temp_dir().join(format!("strata-backups-{}", Uuid::new_v4())),
         // Nothing answers here: a test that uses Cloudflare starts its stand-in and sets this.
         cloudflare_api_url: "http://127.0.0.1:9/client/v4/".into(),
+        // The tests serve exports from 127.0.0.1.
+        import_allow_private_urls: true,
     }
 }
 
@@ -361,12 +363,8 @@ impl TestApp {
         headers: &[(&str, &str)],
     ) -> Response {
         let mut request = Request::builder().method(method).uri(path);
-        match who {
-            As::Anonymous => {}
-            As::Token(token) => {
-                request = request.header("authorization", format!("Bearer {token}"))
-            }
-            As::Key(key) => request = request.header("x-api-key", key),
+        for (name, value) in credentials(who) {
+            request = request.header(name, value);
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
@@ -530,4 +528,22 @@ pub async fn read_ws(
         }
     }
     messages
+}
+
+/// The headers that authenticate `who`.
+fn credentials(who: &As) -> Vec<(&'static str, String)> {
+    match who {
+        As::Anonymous => vec![],
+        As::Token(token) => vec![("authorization", format!("Bearer {token}"))],
+        As::Key(key) => vec![("x-api-key", key.clone())],
+    }
+}
+
+/// Authenticates a request built by hand as `who`.
+pub fn authorize(request: &mut Request<Body>, who: &As) {
+    for (name, value) in credentials(who) {
+        request
+            .headers_mut()
+            .insert(name, value.parse().expect("a header value"));
+    }
 }

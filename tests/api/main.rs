@@ -5,6 +5,7 @@ mod api_keys;
 mod auth;
 mod backups;
 mod bad_input;
+mod billing;
 mod cloudflare;
 mod credentials;
 mod dashboard;

@@ -1,0 +1,456 @@
+//! `billing.import`: streams a billing export (the uploaded chunks, or a URL) through gzip and
+//! CSV, converts each row to FOCUS columns, and COPYs the good rows into `cost_records`, all in
+//! one transaction: rows of the same provider, billing account and billing period from earlier
+//! imports are replaced, the daily rollup of the days touched is recomputed, and charges are
+//! matched to Strata's resources by their ResourceId. A failed import leaves nothing behind.
+
+use std::io::{BufRead, BufReader, Read};
+
+use axum::body::Bytes;
+use futures::{Stream, TryStreamExt};
+use serde_json::{Value, json};
+use tokio::io::AsyncRead;
+use tokio::sync::mpsc;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+use uuid::Uuid;
+
+use super::formats::{COLUMNS, Converter, Format};
+use crate::jobs::{JobContext, JobError};
+use crate::state::AppState;
+
+/// Rejected rows kept as examples on the import.
+const EXAMPLES: usize = 20;
+/// Bytes of COPY data sent at once.
+const BATCH_BYTES: usize = 256 * 1024;
+
+struct Outcome {
+    format: Format,
+    rows_read: u64,
+    rows_rejected: u64,
+    examples: Vec<Value>,
+}
+
+pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
+    let id = ctx.id_param("import_id")?;
+    let db = &ctx.state.db;
+    let import = sqlx::query!(
+        "UPDATE billing_imports SET status = 'running' WHERE id = $1
+         RETURNING tenant_id, provider_id, source, url, format, status",
+        id
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| JobError::Fatal(format!("import {id} does not exist")))?;
+    let asked = match import.format.as_str() {
+        "auto" => None,
+        other => Some(
+            Format::parse(other)
+                .ok_or_else(|| JobError::Fatal(format!("unknown format {other}")))?,
+        ),
+    };
+    let result = load(
+        ctx,
+        id,
+        import.tenant_id,
+        import.provider_id,
+        &import.source,
+        import.url.as_deref(),
+        asked,
+    )
+    .await;
+    match result {
+        Ok(summary) => Ok(summary),
+        Err(err) => {
+            let (status, message) = match &err {
+                JobError::Cancelled => ("cancelled", "cancelled by request".to_string()),
+                other => ("failed", other.to_string()),
+            };
+            // A passing failure is tried again; the import stays queued meanwhile.
+            let retry = matches!(err, JobError::Retryable(_))
+                && ctx.attempt < crate::jobs::JobKind::BillingImport.max_attempts();
+            let status = if retry { "queued" } else { status };
+            sqlx::query!(
+                "UPDATE billing_imports SET status = $2, error = $3,
+                        finished_at = CASE WHEN $2 = 'queued' THEN NULL ELSE now() END
+                 WHERE id = $1",
+                id,
+                status,
+                message
+            )
+            .execute(db)
+            .await?;
+            if !retry {
+                sqlx::query!("DELETE FROM billing_import_chunks WHERE import_id = $1", id)
+                    .execute(db)
+                    .await?;
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn load(
+    ctx: &JobContext,
+    id: Uuid,
+    tenant_id: Uuid,
+    provider_id: Option<Uuid>,
+    source: &str,
+    url: Option<&str>,
+    asked: Option<Format>,
+) -> Result<Value, JobError> {
+    let state = &ctx.state;
+    let input: Box<dyn AsyncRead + Send + Unpin> = match (source, url) {
+        ("url", Some(url)) => Box::new(StreamReader::new(
+            fetch(url, state.settings.import_allow_private_urls).await?,
+        )),
+        _ => Box::new(StreamReader::new(chunks(state.clone(), id))),
+    };
+
+    let mut tx = state.db.begin().await?;
+    let mut copy = tx
+        .copy_in_raw(&format!(
+            "COPY cost_records (tenant_id, import_id, provider_id, {}) FROM STDIN WITH (FORMAT csv)",
+            COLUMNS.join(", ")
+        ))
+        .await?;
+
+    // CSV is read and converted on a blocking thread; COPY data comes back in batches.
+    let (batches, mut received) = mpsc::channel::<Vec<u8>>(4);
+    let prefix = [
+        tenant_id.to_string(),
+        id.to_string(),
+        provider_id.map(|p| p.to_string()).unwrap_or_default(),
+    ];
+    let reader = SyncIoBridge::new(input);
+    let parsing = tokio::task::spawn_blocking(move || convert(reader, asked, &prefix, &batches));
+
+    loop {
+        tokio::select! {
+            batch = received.recv() => match batch {
+                Some(batch) => {
+                    copy.send(batch).await?;
+                }
+                None => break,
+            },
+            _ = ctx.cancel.cancelled() => {
+                copy.abort("cancelled").await.ok();
+                return Err(JobError::Cancelled);
+            }
+        }
+    }
+    let outcome = match parsing.await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(message)) => {
+            copy.abort(message.clone()).await.ok();
+            return Err(JobError::Fatal(message));
+        }
+        Err(err) => {
+            copy.abort("the reader stopped").await.ok();
+            return Err(JobError::Fatal(format!("the reader stopped: {err}")));
+        }
+    };
+    let rows_loaded = copy.finish().await?;
+
+    let replaced = settle(&mut tx, id, tenant_id).await?;
+    let totals = sqlx::query!(
+        r#"SELECT billing_currency AS "currency!", sum(billed_cost)::text AS "billed!",
+                  sum(effective_cost)::text AS effective, sum(list_cost)::text AS list,
+                  min(charge_period_start) AS "start!", max(COALESCE(charge_period_end, charge_period_start)) AS "end!"
+           FROM cost_records WHERE import_id = $1 GROUP BY billing_currency ORDER BY 1"#,
+        id
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let period_start = totals.iter().map(|t| t.start).min();
+    let period_end = totals.iter().map(|t| t.end).max();
+    let totals: serde_json::Map<String, Value> = totals
+        .into_iter()
+        .map(|t| {
+            (
+                t.currency,
+                json!({"billed_cost": t.billed, "effective_cost": t.effective, "list_cost": t.list}),
+            )
+        })
+        .collect();
+    sqlx::query!("DELETE FROM billing_import_chunks WHERE import_id = $1", id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query!(
+        "UPDATE billing_imports SET status = 'succeeded', detected_format = $2, rows_read = $3,
+                rows_loaded = $4, rows_rejected = $5, rows_replaced = $6, rejected_examples = $7,
+                totals = $8, period_start = $9, period_end = $10, error = NULL, finished_at = now()
+         WHERE id = $1",
+        id,
+        outcome.format.as_str(),
+        outcome.rows_read as i64,
+        rows_loaded as i64,
+        outcome.rows_rejected as i64,
+        replaced as i64,
+        Value::Array(outcome.examples.clone()),
+        Value::Object(totals.clone()),
+        period_start,
+        period_end
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(json!({
+        "import_id": id, "format": outcome.format.as_str(), "rows_read": outcome.rows_read,
+        "rows_loaded": rows_loaded, "rows_rejected": outcome.rows_rejected,
+        "rows_replaced": replaced, "totals": totals,
+    }))
+}
+
+/// Replaces earlier imports' rows of the same provider, billing account and billing period,
+/// matches charges to resources, and recomputes the daily rollup of the days touched.
+/// Returns how many earlier rows were replaced.
+async fn settle(tx: &mut sqlx::PgConnection, id: Uuid, tenant_id: Uuid) -> Result<u64, JobError> {
+    // The days this import covers, before older rows go.
+    let span = sqlx::query!(
+        r#"SELECT min(charge_period_start) AS start, max(charge_period_start) AS "end"
+           FROM cost_records WHERE import_id = $1"#,
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let replaced = sqlx::query!(
+        r#"WITH periods AS (
+               SELECT DISTINCT provider_name, billing_account_id, billing_period_start
+               FROM cost_records WHERE import_id = $1
+           ), gone AS (
+               DELETE FROM cost_records c USING periods p
+               WHERE c.tenant_id = $2 AND c.import_id IS DISTINCT FROM $1
+                 AND c.provider_name IS NOT DISTINCT FROM p.provider_name
+                 AND c.billing_account_id IS NOT DISTINCT FROM p.billing_account_id
+                 AND c.billing_period_start IS NOT DISTINCT FROM p.billing_period_start
+               RETURNING c.charge_period_start
+           )
+           SELECT count(*) AS "n!", min(charge_period_start) AS start, max(charge_period_start) AS "end"
+           FROM gone"#,
+        id,
+        tenant_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "UPDATE cost_records c SET resource_ref = r.id FROM resources r
+         WHERE c.import_id = $1 AND c.resource_id IS NOT NULL
+           AND r.tenant_id = $2 AND r.cloud_id = c.resource_id",
+        id,
+        tenant_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    let start = [span.start, replaced.start].into_iter().flatten().min();
+    let end = [span.end, replaced.end].into_iter().flatten().max();
+    if let (Some(start), Some(end)) = (start, end) {
+        super::rollup::recompute(&mut *tx, tenant_id, start, end).await?;
+    }
+    Ok(replaced.n as u64)
+}
+
+/// The uploaded chunks, in order, read one at a time.
+fn chunks(state: AppState, id: Uuid) -> impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin {
+    Box::pin(futures::stream::try_unfold(0i32, move |seq| {
+        let db = state.db.clone();
+        async move {
+            let data = sqlx::query_scalar!(
+                "SELECT data FROM billing_import_chunks WHERE import_id = $1 AND seq = $2",
+                id,
+                seq
+            )
+            .fetch_optional(&db)
+            .await
+            .map_err(std::io::Error::other)?;
+            Ok(data.map(|d| (Bytes::from(d), seq + 1)))
+        }
+    }))
+}
+
+/// The body of a URL, streamed.
+async fn fetch(
+    url: &str,
+    allow_private: bool,
+) -> Result<impl Stream<Item = std::io::Result<Bytes>> + Send + Unpin + use<>, JobError> {
+    let parsed =
+        reqwest::Url::parse(url).map_err(|err| JobError::Fatal(format!("bad URL: {err}")))?;
+    if !allow_private {
+        let host = parsed.host_str().unwrap_or_default().to_string();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let addresses = tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .map_err(|err| JobError::Retryable(format!("cannot resolve {host}: {err}")))?;
+        for address in addresses {
+            if !is_public(address.ip()) {
+                return Err(JobError::Fatal(format!(
+                    "{host} is a private address; imports fetch public URLs only"
+                )));
+            }
+        }
+    }
+    let response = reqwest::Client::builder()
+        // Redirects could lead to a private address the check above did not see.
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(std::time::Duration::from_secs(3600))
+        .build()
+        .map_err(|err| JobError::Fatal(err.to_string()))?
+        .get(url)
+        .send()
+        .await
+        .map_err(|err| JobError::Retryable(format!("cannot fetch the file: {err}")))?;
+    let status = response.status();
+    if status.is_server_error() {
+        return Err(JobError::Retryable(format!(
+            "fetching the file: HTTP {status}"
+        )));
+    }
+    if !status.is_success() {
+        return Err(JobError::Fatal(format!("fetching the file: HTTP {status}")));
+    }
+    Ok(Box::pin(
+        response.bytes_stream().map_err(std::io::Error::other),
+    ))
+}
+
+/// Reads CSV (gzipped or not), converts each row and sends COPY batches. Returns what it read.
+fn convert(
+    reader: impl Read,
+    asked: Option<Format>,
+    prefix: &[String; 3],
+    batches: &mpsc::Sender<Vec<u8>>,
+) -> Result<Outcome, String> {
+    let mut buffered = BufReader::with_capacity(1 << 16, reader);
+    let gzipped = buffered
+        .fill_buf()
+        .map_err(|err| format!("cannot read the file: {err}"))?
+        .starts_with(&[0x1f, 0x8b]);
+    let input: Box<dyn Read> = if gzipped {
+        Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    let mut csv = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(true)
+        .from_reader(input);
+    let header = csv
+        .headers()
+        .map_err(|err| format!("cannot read the header: {err}"))?
+        .clone();
+    let format = match asked {
+        Some(format) => format,
+        None => Format::detect(&header)
+            .ok_or_else(|| "the header is not one of a known billing export (FOCUS)".to_string())?,
+    };
+    let converter = Converter::new(format, &header)?;
+
+    let writer = || csv::WriterBuilder::new().from_writer(Vec::with_capacity(BATCH_BYTES * 2));
+    let mut out = writer();
+    let mut outcome = Outcome {
+        format,
+        rows_read: 0,
+        rows_rejected: 0,
+        examples: Vec::new(),
+    };
+    let mut record = csv::StringRecord::new();
+    loop {
+        // Where the next row starts (the header is line 1).
+        let line = csv.position().line();
+        match csv.read_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                outcome.rows_read += 1;
+                match converter.convert(&record) {
+                    Ok(values) => {
+                        let fields = prefix
+                            .iter()
+                            .map(String::as_str)
+                            .chain(values.iter().map(|v| v.as_deref().unwrap_or("")));
+                        out.write_record(fields)
+                            .map_err(|err| format!("cannot write COPY data: {err}"))?;
+                    }
+                    Err(reason) => reject(&mut outcome, line, reason),
+                }
+            }
+            // The file itself could not be read (or un-gzipped): the import fails.
+            Err(err) if matches!(err.kind(), csv::ErrorKind::Io(_)) => {
+                return Err(format!("cannot read the file: {err}"));
+            }
+            Err(err) => {
+                outcome.rows_read += 1;
+                reject(&mut outcome, line, format!("unreadable CSV: {err}"));
+            }
+        }
+        if out.get_ref().len() >= BATCH_BYTES {
+            let batch = std::mem::replace(&mut out, writer())
+                .into_inner()
+                .map_err(|err| format!("cannot write COPY data: {err}"))?;
+            if batches.blocking_send(batch).is_err() {
+                return Err("the import stopped".into());
+            }
+        }
+    }
+    let rest = out
+        .into_inner()
+        .map_err(|err| format!("cannot write COPY data: {err}"))?;
+    if !rest.is_empty() && batches.blocking_send(rest).is_err() {
+        return Err("the import stopped".into());
+    }
+    Ok(outcome)
+}
+
+fn reject(outcome: &mut Outcome, line: u64, reason: String) {
+    outcome.rows_rejected += 1;
+    if outcome.examples.len() < EXAMPLES {
+        outcome
+            .examples
+            .push(json!({"line": line, "reason": reason}));
+    }
+}
+
+/// Whether an address is on the public internet (not loopback, private, link-local, ...).
+fn is_public(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+        }
+        std::net::IpAddr::V6(v6) => {
+            let segment = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || (segment & 0xfe00) == 0xfc00
+                || (segment & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().is_some_and(|v4| !is_public(v4.into())))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn private_addresses_are_not_fetched() {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["52.95.110.1", "2600:1f18::1"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+    }
+}

@@ -1,0 +1,354 @@
+//! Billing imports and the billing cost queries, checked against totals computed here from the
+//! same files (../shared/data, see its PROVENANCE.md: the FOCUS sample is CC-BY-4.0, from
+//! FinOps-Open-Cost-and-Usage-Spec/FOCUS-Sample-Data).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use serde_json::{Value, json};
+
+use crate::helpers::{As, TestApp};
+
+pub fn data_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(path)
+}
+
+pub fn focus_sample() -> Vec<u8> {
+    std::fs::read(data_file("focus/focus_sample.csv")).unwrap()
+}
+
+/// Uploads `file` as a multipart form with `fields`; returns the answer.
+pub async fn upload(
+    app: &TestApp,
+    who: &As,
+    file: &[u8],
+    fields: &[(&str, &str)],
+) -> crate::helpers::Response {
+    let boundary = "strata-test-boundary-7d1e";
+    let mut body = Vec::new();
+    for (name, value) in fields {
+        write!(
+            body,
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+        )
+        .unwrap();
+    }
+    write!(
+        body,
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"export.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+    )
+    .unwrap();
+    body.extend_from_slice(file);
+    write!(body, "\r\n--{boundary}--\r\n").unwrap();
+    let mut request = Request::post("/api/v1/billing/imports")
+        .header(
+            header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap();
+    crate::helpers::authorize(&mut request, who);
+    app.raw(request).await
+}
+
+/// Imports `file` and waits for it; returns the import.
+pub async fn import(app: &TestApp, who: &As, file: &[u8]) -> Value {
+    let accepted = upload(app, who, file, &[]).await;
+    accepted.assert_status(StatusCode::ACCEPTED);
+    let task = app
+        .wait_for_task(who, accepted.body["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    app.get(
+        &format!(
+            "/api/v1/billing/imports/{}",
+            accepted.body["id"].as_str().unwrap()
+        ),
+        who,
+    )
+    .await
+    .body
+}
+
+/// Sums of BilledCost computed straight from a FOCUS file: overall, by provider, service, day.
+struct Expected {
+    total: f64,
+    by_provider: BTreeMap<String, f64>,
+    by_service: BTreeMap<String, f64>,
+    by_day: BTreeMap<String, f64>,
+    rows: usize,
+}
+
+fn expected(file: &[u8]) -> Expected {
+    let mut reader = csv::Reader::from_reader(file);
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (cost, provider, service, start) = (
+        col("BilledCost"),
+        col("ProviderName"),
+        col("ServiceName"),
+        col("ChargePeriodStart"),
+    );
+    let mut e = Expected {
+        total: 0.0,
+        by_provider: BTreeMap::new(),
+        by_service: BTreeMap::new(),
+        by_day: BTreeMap::new(),
+        rows: 0,
+    };
+    for record in reader.records() {
+        let record = record.unwrap();
+        let amount: f64 = record[cost].parse().unwrap();
+        e.rows += 1;
+        e.total += amount;
+        *e.by_provider
+            .entry(record[provider].to_string())
+            .or_default() += amount;
+        *e.by_service.entry(record[service].to_string()).or_default() += amount;
+        *e.by_day.entry(record[start][..10].to_string()).or_default() += amount;
+    }
+    e
+}
+
+fn cents(amount: f64) -> i64 {
+    (amount * 100.0).round() as i64
+}
+
+fn by(breakdown: &Value, key: &str) -> BTreeMap<String, i64> {
+    breakdown
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            (
+                g[key].as_str().unwrap().to_string(),
+                cents(g["cost"].as_f64().unwrap()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_focus_sample_imports_and_every_total_matches_the_file_to_the_cent() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let file = focus_sample();
+    let want = expected(&file);
+
+    let imported = import(&app, &admin, &file).await;
+    assert_eq!(imported["detected_format"], "focus");
+    assert_eq!(imported["rows_read"], want.rows as u64);
+    assert_eq!(imported["rows_loaded"], want.rows as u64);
+    assert_eq!(imported["rows_rejected"], 0);
+    assert_eq!(imported["bytes"], file.len() as u64);
+    // The import's own total is exact: the file's amounts summed as decimals.
+    let exact: String = sqlx::query_scalar("SELECT sum(billed_cost)::text FROM cost_records")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(imported["totals"]["USD"]["billed_cost"], exact.as_str());
+    assert_eq!(exact, "20.52022672899", "the sum of BilledCost in the file");
+
+    let range = "start_date=2024-01-01&end_date=2024-12-31";
+    let costs = |group: &str| {
+        let path = format!("/api/v1/billing/costs?{range}&group_by={group}");
+        let app = &app;
+        let admin = admin.clone();
+        async move {
+            let response = app.get(&path, &admin).await;
+            response.assert_status(StatusCode::OK);
+            response.body
+        }
+    };
+    let by_provider = costs("provider").await;
+    assert_eq!(
+        cents(by_provider["total_cost"].as_f64().unwrap()),
+        cents(want.total)
+    );
+    assert_eq!(by_provider["currency"], "USD");
+    assert_eq!(
+        by(&by_provider["breakdown"], "provider"),
+        want.by_provider
+            .iter()
+            .map(|(k, v)| (k.clone(), cents(*v)))
+            .collect()
+    );
+    let aws = by_provider["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["provider"] == "AWS")
+        .unwrap();
+    let services: f64 = aws["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cost"].as_f64().unwrap())
+        .sum();
+    assert_eq!(cents(services), cents(want.by_provider["AWS"]));
+    assert_eq!(
+        by(&costs("service").await["breakdown"], "service"),
+        want.by_service
+            .iter()
+            .map(|(k, v)| (k.clone(), cents(*v)))
+            .collect()
+    );
+    assert_eq!(
+        by(&costs("day").await["breakdown"], "date"),
+        want.by_day
+            .iter()
+            .map(|(k, v)| (k.clone(), cents(*v)))
+            .collect()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reimport_replaces_its_period_and_gzip_and_urls_are_read_too() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let file = focus_sample();
+    let first = import(&app, &admin, &file).await;
+
+    // The same file gzipped, served by a local HTTP server, imported by URL.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&file).unwrap();
+    let gzipped = gz.finish().unwrap();
+    let served = axum::Router::new().route(
+        "/exports/focus.csv.gz",
+        axum::routing::get(move || {
+            let body = gzipped.clone();
+            async move { body }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, served).await });
+    let url = format!("http://{address}/exports/focus.csv.gz?X-Amz-Signature=secret");
+    let accepted = app
+        .post("/api/v1/billing/imports", &admin, json!({"url": url}))
+        .await;
+    accepted.assert_status(StatusCode::ACCEPTED);
+    let task = app
+        .wait_for_task(&admin, accepted.body["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    let second = app
+        .get(
+            &format!(
+                "/api/v1/billing/imports/{}",
+                accepted.body["id"].as_str().unwrap()
+            ),
+            &admin,
+        )
+        .await
+        .body;
+    assert_eq!(second["rows_loaded"], 1000);
+    assert_eq!(second["rows_replaced"], 1000, "the first import's rows");
+    assert!(
+        !second["url"].as_str().unwrap().contains("secret"),
+        "{second}"
+    );
+    assert_eq!(second["totals"], first["totals"]);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM cost_records")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1000, "replaced, not doubled");
+    let costs = app
+        .get(
+            "/api/v1/billing/costs?start_date=2024-01-01&end_date=2024-12-31",
+            &admin,
+        )
+        .await
+        .body;
+    assert_eq!(cents(costs["total_cost"].as_f64().unwrap()), 2052);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_are_reported_by_line_and_a_bad_file_leaves_nothing_behind() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let file = b"BilledCost,BillingCurrency,ChargePeriodStart,ServiceName\n\
+1.50,USD,2024-09-01 00:00:00,Compute\n\
+abc,USD,2024-09-01 00:00:00,Compute\n\
+2.25,USD,not a time,Storage\n\
+,USD,2024-09-02,Storage\n\
+0.25,EUR,2024-09-02T10:00:00Z,NULL\n";
+    let imported = import(&app, &admin, file).await;
+    assert_eq!(imported["rows_read"], 5);
+    assert_eq!(imported["rows_loaded"], 2);
+    assert_eq!(imported["rows_rejected"], 3);
+    let examples: Vec<(u64, String)> = imported["rejected_examples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["line"].as_u64().unwrap(),
+                e["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        examples[0],
+        (3, "BilledCost is not a number: \"abc\"".to_string())
+    );
+    assert_eq!(examples[1].0, 4);
+    assert!(examples[1].1.contains("ChargePeriodStart"), "{examples:?}");
+    assert_eq!(examples[2], (5, "BilledCost is empty".to_string()));
+    // Two currencies are not added up.
+    let costs = app
+        .get(
+            "/api/v1/billing/costs?start_date=2024-09-01&end_date=2024-09-30",
+            &admin,
+        )
+        .await
+        .body;
+    assert_eq!(costs["total_cost"], Value::Null);
+    assert_eq!(
+        costs["totals_by_currency"],
+        json!({"EUR": 0.25, "USD": 1.5})
+    );
+
+    // A file that is no billing export fails, and loads nothing.
+    let accepted = upload(&app, &admin, b"name,amount\nx,1\n", &[]).await;
+    let task = app
+        .wait_for_task(&admin, accepted.body["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "failed");
+    assert!(
+        task["error"]
+            .as_str()
+            .unwrap()
+            .contains("not one of a known"),
+        "{task}"
+    );
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM cost_records")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(rows, 2, "only the first import's rows");
+    let chunks: i64 = sqlx::query_scalar("SELECT count(*) FROM billing_import_chunks")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(chunks, 0, "uploads are not kept once imported");
+
+    // Bad options are refused before anything is stored.
+    upload(&app, &admin, b"x", &[("format", "parquet")])
+        .await
+        .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    app.post(
+        "/api/v1/billing/imports",
+        &admin,
+        json!({"url": "file:///etc/passwd"}),
+    )
+    .await
+    .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    let listed = app.get("/api/v1/billing/imports", &admin).await.body;
+    assert_eq!(listed["total"], 2);
+}
