@@ -79,69 +79,120 @@ const REQUIRED: &[&str] = &["billed_cost", "billing_currency", "charge_period_st
 pub enum Format {
     /// FinOps FOCUS 1.0 to 1.2 CSV.
     Focus,
+    /// AWS Cost and Usage Report (CUR, and CUR 2.0's snake_case columns).
+    AwsCur,
+    /// Azure cost export (EA and MCA, actual and amortized).
+    Azure,
 }
+
+pub const FORMATS: &[Format] = &[Format::Focus, Format::AwsCur, Format::Azure];
 
 impl Format {
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Focus => "focus",
+            Format::AwsCur => "aws_cur",
+            Format::Azure => "azure",
         }
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "focus" => Some(Format::Focus),
-            _ => None,
-        }
+        FORMATS.iter().copied().find(|f| f.as_str() == text)
     }
 
     /// The format a header belongs to.
     pub fn detect(header: &StringRecord) -> Option<Self> {
-        let has = |name: &str| header.iter().any(|h| h.trim().eq_ignore_ascii_case(name));
+        let names: Vec<String> = header.iter().map(key).collect();
+        let has = |name: &str| names.iter().any(|n| *n == key(name));
         if has("BilledCost") && has("ChargePeriodStart") {
-            return Some(Format::Focus);
+            Some(Format::Focus)
+        } else if has("lineItem/UnblendedCost") && has("lineItem/UsageStartDate") {
+            Some(Format::AwsCur)
+        } else if (has("CostInBillingCurrency") || has("PreTaxCost")) && has("Date") {
+            Some(Format::Azure)
+        } else {
+            None
         }
-        None
     }
+}
+
+/// A header name compared loosely: `lineItem/UnblendedCost` (CUR) and `line_item_unblended_cost`
+/// (CUR 2.0) are the same column, as are `CostInBillingCurrency` and `costInBillingCurrency`.
+fn key(name: &str) -> String {
+    name.trim_start_matches('\u{feff}')
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 /// Reads one format's rows as cost record values.
 pub struct Converter {
-    /// For each of [`COLUMNS`], the source column it comes from.
-    sources: Vec<Option<usize>>,
+    format: Format,
+    /// Header position by loose name.
+    index: std::collections::HashMap<String, usize>,
+    /// CUR's `resourceTags/user:team` columns: (tag key, position).
+    tag_columns: Vec<(String, usize)>,
 }
 
 impl Converter {
     pub fn new(format: Format, header: &StringRecord) -> Result<Self, String> {
-        let index = |name: &str| {
-            header.iter().position(|h| {
-                h.trim()
-                    .trim_start_matches('\u{feff}')
-                    .eq_ignore_ascii_case(name)
+        let mut index = std::collections::HashMap::new();
+        for (i, name) in header.iter().enumerate() {
+            index.entry(key(name)).or_insert(i);
+        }
+        let tag_columns = header
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                name.strip_prefix("resourceTags/")
+                    .map(|tag| (tag.strip_prefix("user:").unwrap_or(tag).to_string(), i))
             })
+            .collect();
+        let converter = Self {
+            format,
+            index,
+            tag_columns,
         };
-        let sources = match format {
-            Format::Focus => COLUMNS.iter().map(|c| index(&focus_name(c))).collect(),
+        let required: &[&str] = match format {
+            Format::Focus => &["BilledCost", "BillingCurrency", "ChargePeriodStart"],
+            Format::AwsCur => &[
+                "lineItem/UnblendedCost",
+                "lineItem/CurrencyCode",
+                "lineItem/UsageStartDate",
+            ],
+            Format::Azure => &["Date"],
         };
-        let converter = Self { sources };
-        for required in REQUIRED {
-            let at = COLUMNS.iter().position(|c| c == required).unwrap_or(0);
-            if converter.sources[at].is_none() {
-                return Err(format!("the header has no {} column", focus_name(required)));
+        for name in required {
+            if !converter.index.contains_key(&key(name)) {
+                return Err(format!("the header has no {name} column"));
             }
+        }
+        if format == Format::Azure
+            && !["CostInBillingCurrency", "PreTaxCost"]
+                .iter()
+                .any(|n| converter.index.contains_key(&key(n)))
+        {
+            return Err("the header has no CostInBillingCurrency column".into());
         }
         Ok(converter)
     }
 
     /// The row's values, or why it cannot be loaded.
     pub fn convert(&self, record: &StringRecord) -> Result<Vec<Option<String>>, String> {
+        let raw = match self.format {
+            Format::Focus => COLUMNS
+                .iter()
+                .map(|c| self.get(record, &focus_name(c)).map(str::to_string))
+                .collect(),
+            Format::AwsCur => self.aws(record)?,
+            Format::Azure => self.azure(record)?,
+        };
         let mut values = Vec::with_capacity(COLUMNS.len());
-        for (column, source) in COLUMNS.iter().zip(&self.sources) {
-            let raw = source.and_then(|i| record.get(i)).map(str::trim);
-            let raw = raw.filter(|v| !v.is_empty() && !v.eq_ignore_ascii_case("NULL"));
+        for (column, raw) in COLUMNS.iter().zip(raw) {
             let value = match raw {
                 None => None,
-                Some(raw) => Some(normalise(column, raw)?),
+                Some(raw) => Some(normalise(column, &raw)?),
             };
             if value.is_none() && REQUIRED.contains(column) {
                 return Err(format!("{} is empty", focus_name(column)));
@@ -150,6 +201,277 @@ impl Converter {
         }
         Ok(values)
     }
+
+    /// A column's value: `None` when the column is absent, empty or the literal `NULL`.
+    fn get<'r>(&self, record: &'r StringRecord, name: &str) -> Option<&'r str> {
+        let value = record.get(*self.index.get(&key(name))?)?.trim();
+        (!value.is_empty() && !value.eq_ignore_ascii_case("NULL")).then_some(value)
+    }
+
+    /// AWS CUR to FOCUS, after focus_converters' `aws-cur` rules.
+    fn aws(&self, r: &StringRecord) -> Result<Vec<Option<String>>, String> {
+        let v = |name: &str| self.get(r, name);
+        let line_type = v("lineItem/LineItemType").unwrap_or_default();
+        let usage = v("lineItem/UsageAmount");
+        let effective = match line_type {
+            "SavingsPlanCoveredUsage" => {
+                v("savingsPlan/SavingsPlanEffectiveCost").map(str::to_string)
+            }
+            "SavingsPlanRecurringFee" => Some(decimal_op(
+                v("savingsPlan/TotalCommitmentToDate"),
+                v("savingsPlan/UsedCommitment"),
+                |a, b| a - b,
+            )?),
+            "SavingsPlanNegation" | "SavingsPlanUpfrontFee" => Some("0".into()),
+            "DiscountedUsage" => v("reservation/EffectiveCost").map(str::to_string),
+            "RIFee" => Some(decimal_op(
+                v("reservation/UnusedAmortizedUpfrontFeeForBillingPeriod"),
+                v("reservation/UnusedRecurringFee"),
+                |a, b| a + b,
+            )?),
+            "Fee" if v("reservation/ReservationARN").is_some() => Some("0".into()),
+            _ => v("lineItem/UnblendedCost").map(str::to_string),
+        };
+        let list = match v("pricing/publicOnDemandRate") {
+            Some(rate) => Some(decimal_op(Some(rate), usage, |a, b| a * b)?),
+            None => v("pricing/publicOnDemandCost").map(str::to_string),
+        };
+        let category = match line_type {
+            "Tax" => Some("Tax"),
+            "Fee" | "SavingsPlanUpfrontFee" | "RIFee" | "SavingsPlanRecurringFee" => {
+                Some("Purchase")
+            }
+            "Usage"
+            | "SavingsPlanCoveredUsage"
+            | "SavingsPlanNegation"
+            | "DiscountedUsage"
+            | "BundledDiscount"
+            | "Discount"
+            | "PrivateRateDiscount"
+            | "EdpDiscount" => Some("Usage"),
+            "Credit" | "Refund" => Some("Adjustment"),
+            _ => None,
+        };
+        let product = v("lineItem/ProductCode");
+        let resource = v("lineItem/ResourceId");
+        let arn_part = |i: usize| {
+            resource
+                .filter(|id| id.starts_with("arn:"))
+                .and_then(|id| id.split(':').nth(i))
+                .filter(|p| !p.is_empty())
+        };
+        let mut tags = serde_json::Map::new();
+        for (name, i) in &self.tag_columns {
+            if let Some(value) = r.get(*i).map(str::trim).filter(|v| !v.is_empty()) {
+                tags.insert(name.clone(), Value::String(value.to_string()));
+            }
+        }
+        if let Some(Value::Object(more)) =
+            v("resource_tags").and_then(|t| serde_json::from_str(t).ok())
+        {
+            tags.extend(more);
+        }
+        let mut row = empty_row();
+        let mut set = |column: &str, value: Option<String>| set_column(&mut row, column, value);
+        let text = |s: Option<&str>| s.map(str::to_string);
+        set(
+            "billed_cost",
+            text(v("lineItem/NetUnblendedCost").or(v("lineItem/UnblendedCost"))),
+        );
+        set("effective_cost", effective);
+        set("list_cost", list);
+        set("billing_currency", text(v("lineItem/CurrencyCode")));
+        set("charge_period_start", text(v("lineItem/UsageStartDate")));
+        set("charge_period_end", text(v("lineItem/UsageEndDate")));
+        set(
+            "billing_period_start",
+            text(v("bill/BillingPeriodStartDate")),
+        );
+        set("billing_period_end", text(v("bill/BillingPeriodEndDate")));
+        set("charge_category", category.map(str::to_string));
+        set(
+            "charge_description",
+            text(v("lineItem/LineItemDescription")),
+        );
+        set("billing_account_id", text(v("bill/PayerAccountId")));
+        set("sub_account_id", text(v("lineItem/UsageAccountId")));
+        set("provider_name", Some("AWS".into()));
+        set("publisher_name", text(v("lineItem/LegalEntity")));
+        set("invoice_issuer_name", text(v("bill/InvoicingEntity")));
+        set("service_name", text(product));
+        set(
+            "service_category",
+            Some(
+                product
+                    .and_then(aws_category)
+                    .unwrap_or("Other")
+                    .to_string(),
+            ),
+        );
+        set(
+            "region_id",
+            text(v("product/region").or(v("product/regionCode"))),
+        );
+        set("resource_id", text(resource));
+        set("resource_name", text(arn_part(6).or(arn_part(5))));
+        set(
+            "resource_type",
+            text(arn_part(5).filter(|_| arn_part(6).is_some())),
+        );
+        set("sku_id", text(v("product/sku")));
+        set(
+            "pricing_quantity",
+            text(v("reservation/TotalReservedUnits").or(usage)),
+        );
+        set("pricing_unit", text(v("pricing/unit")));
+        set("consumed_quantity", text(usage));
+        set("consumed_unit", text(v("pricing/unit")));
+        set(
+            "tags",
+            (!tags.is_empty()).then(|| Value::Object(tags).to_string()),
+        );
+        Ok(row)
+    }
+
+    /// Azure cost export (EA or MCA) to FOCUS, after focus_converters' `azure` rules, except
+    /// that the charge period is the usage day (`Date` to the next day), not the billing period,
+    /// so by-day views are right; the provider is `Microsoft`, as Azure's own FOCUS export
+    /// names it; and the service name is lowercased.
+    fn azure(&self, r: &StringRecord) -> Result<Vec<Option<String>>, String> {
+        let v = |name: &str| self.get(r, name);
+        let text = |s: Option<&str>| s.map(str::to_string);
+        let day = v("Date")
+            .or(v("UsageDate"))
+            .map(|d| time(d).ok_or_else(|| format!("Date is not a date: {d:?}")))
+            .transpose()?;
+        let cost = v("CostInBillingCurrency").or(v("PreTaxCost"));
+        let category = match v("ChargeType") {
+            Some("Usage") | Some("UnusedReservation") | Some("UnusedSavingsPlan") | None => "Usage",
+            Some("Purchase") => "Purchase",
+            Some("Tax") => "Tax",
+            Some(_) => "Adjustment",
+        };
+        // Azure writes the same service in several cases (`Microsoft.Compute`, `microsoft.compute`).
+        let service = v("ConsumedService").map(str::to_ascii_lowercase);
+        let service = service.as_deref();
+        let list = match (v("PayGPrice"), v("Quantity")) {
+            (Some(price), Some(quantity)) => {
+                Some(decimal_op(Some(price), Some(quantity), |a, b| a * b)?)
+            }
+            _ => None,
+        };
+        let mut row = empty_row();
+        let mut set = |column: &str, value: Option<String>| set_column(&mut row, column, value);
+        set("billed_cost", text(cost));
+        set("effective_cost", text(cost));
+        set("list_cost", list);
+        set(
+            "billing_currency",
+            text(
+                v("BillingCurrencyCode")
+                    .or(v("BillingCurrency"))
+                    .or(v("Currency")),
+            ),
+        );
+        set("charge_period_start", day.map(|d| d.to_rfc3339()));
+        set(
+            "charge_period_end",
+            day.map(|d| (d + chrono::Days::new(1)).to_rfc3339()),
+        );
+        set("billing_period_start", text(v("BillingPeriodStartDate")));
+        set("billing_period_end", text(v("BillingPeriodEndDate")));
+        set("charge_category", Some(category.into()));
+        set(
+            "charge_description",
+            text(v("ProductName").or(v("Product"))),
+        );
+        set("billing_account_id", text(v("BillingAccountId")));
+        set("billing_account_name", text(v("BillingAccountName")));
+        set(
+            "sub_account_id",
+            text(v("SubscriptionId").or(v("SubscriptionGuid"))),
+        );
+        set("sub_account_name", text(v("SubscriptionName")));
+        set("provider_name", Some("Microsoft".into()));
+        set("publisher_name", text(v("PublisherName")));
+        set("invoice_issuer_name", Some("Microsoft".into()));
+        set("service_name", text(service));
+        set(
+            "service_category",
+            Some(
+                service
+                    .and_then(azure_category)
+                    .unwrap_or("Other")
+                    .to_string(),
+            ),
+        );
+        set("region_id", text(v("ResourceLocation")));
+        set("resource_id", text(v("ResourceId")));
+        set("resource_name", text(v("ResourceName")));
+        set("sku_id", text(v("MeterId")));
+        set("pricing_quantity", text(v("Quantity")));
+        set("pricing_unit", text(v("UnitOfMeasure")));
+        set("consumed_quantity", text(v("Quantity")));
+        set("consumed_unit", text(v("UnitOfMeasure")));
+        set("tags", text(v("Tags")));
+        Ok(row)
+    }
+}
+
+fn empty_row() -> Vec<Option<String>> {
+    vec![None; COLUMNS.len()]
+}
+
+fn set_column(row: &mut [Option<String>], column: &str, value: Option<String>) {
+    if let Some(at) = COLUMNS.iter().position(|c| *c == column) {
+        row[at] = value;
+    }
+}
+
+/// `a op b` exactly; a missing operand counts as zero.
+fn decimal_op(
+    a: Option<&str>,
+    b: Option<&str>,
+    op: fn(rust_decimal::Decimal, rust_decimal::Decimal) -> rust_decimal::Decimal,
+) -> Result<String, String> {
+    let parse = |s: Option<&str>| match s {
+        None => Ok(rust_decimal::Decimal::ZERO),
+        Some(s) => s
+            .parse::<rust_decimal::Decimal>()
+            .or_else(|_| rust_decimal::Decimal::from_scientific(s))
+            .map_err(|_| format!("{s:?} is not a number")),
+    };
+    Ok(op(parse(a)?, parse(b)?).normalize().to_string())
+}
+
+/// The FOCUS ServiceCategory of an AWS product code.
+fn aws_category(product_code: &str) -> Option<&'static str> {
+    static MAP: std::sync::OnceLock<Mapping> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| mapping(include_str!("../../data/mappings/aws_category_mapping.csv")))
+        .get(product_code)
+        .copied()
+}
+
+/// The FOCUS ServiceCategory of an Azure consumed service (`microsoft.compute`).
+fn azure_category(service: &str) -> Option<&'static str> {
+    static MAP: std::sync::OnceLock<Mapping> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| {
+        mapping(include_str!(
+            "../../data/mappings/azure_category_mapping.csv"
+        ))
+    })
+    .get(service.to_ascii_lowercase().as_str())
+    .copied()
+}
+
+type Mapping = std::collections::HashMap<&'static str, &'static str>;
+
+/// A two-column mapping file with a header (see data/mappings/PROVENANCE.md).
+fn mapping(file: &'static str) -> Mapping {
+    file.lines()
+        .skip(1)
+        .filter_map(|line| line.trim().split_once(','))
+        .collect()
 }
 
 /// A column's FOCUS name: `billed_cost` is `BilledCost`, `sub_account_id` is `SubAccountId`.
@@ -250,6 +572,42 @@ pub fn tags(raw: &str) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aws_amounts_follow_the_line_item_type() {
+        let header = StringRecord::from(vec![
+            "lineItem/LineItemType",
+            "lineItem/UnblendedCost",
+            "lineItem/CurrencyCode",
+            "lineItem/UsageStartDate",
+            "lineItem/UsageAmount",
+            "pricing/publicOnDemandRate",
+            "savingsPlan/TotalCommitmentToDate",
+            "savingsPlan/UsedCommitment",
+            "resourceTags/user:team",
+        ]);
+        assert_eq!(Format::detect(&header), Some(Format::AwsCur));
+        let converter = Converter::new(Format::AwsCur, &header).unwrap();
+        let column = |name: &str| COLUMNS.iter().position(|c| *c == name).unwrap();
+        let row = converter
+            .convert(&StringRecord::from(vec![
+                "SavingsPlanRecurringFee",
+                "10.00",
+                "USD",
+                "2023-11-01T00:00:00.000Z",
+                "3",
+                "0.1",
+                "10.00",
+                "7.25",
+                "web",
+            ]))
+            .unwrap();
+        assert_eq!(row[column("effective_cost")].as_deref(), Some("2.75"));
+        assert_eq!(row[column("list_cost")].as_deref(), Some("0.3"));
+        assert_eq!(row[column("charge_category")].as_deref(), Some("Purchase"));
+        assert_eq!(row[column("provider_name")].as_deref(), Some("AWS"));
+        assert_eq!(row[column("tags")].as_deref(), Some(r#"{"team":"web"}"#));
+    }
 
     #[test]
     fn amounts_are_kept_exact_and_checked() {

@@ -339,8 +339,9 @@ fn convert(
         .clone();
     let format = match asked {
         Some(format) => format,
-        None => Format::detect(&header)
-            .ok_or_else(|| "the header is not one of a known billing export (FOCUS)".to_string())?,
+        None => Format::detect(&header).ok_or_else(|| {
+            "the header is not one of a known billing export (FOCUS, AWS CUR, Azure)".to_string()
+        })?,
     };
     let converter = Converter::new(format, &header)?;
 

@@ -47,7 +47,7 @@ pub struct UrlImport {
     /// An HTTP(S) URL of the export, such as a presigned bucket link.
     pub url: String,
     pub provider_id: Option<Uuid>,
-    /// `auto` (the default: told by the header) or `focus`.
+    /// `auto` (the default: told by the header), `focus`, `aws_cur` or `azure`.
     pub format: Option<String>,
 }
 
@@ -75,7 +75,7 @@ fn check_format(v: &mut Validator, format: Option<&str>) {
     v.check(
         format.is_none_or(|f| f == "auto" || Format::parse(f).is_some()),
         "format",
-        "must be auto or focus",
+        "must be auto, focus, aws_cur or azure",
     );
 }
 

@@ -310,6 +310,8 @@ pub async fn lockdown(ctx: &JobContext) -> Result<Value, JobError> {
         }
     }
     drop(acting);
+    // The vms' own waits also stop at a cancel, so the stream can end before the select sees it.
+    let cancelled = cancelled || ctx.cancel.is_cancelled();
 
     // Every exit records what was done.
     let failed = results.iter().filter(|r| r["outcome"] == "failed").count();

@@ -352,3 +352,137 @@ abc,USD,2024-09-01 00:00:00,Compute\n\
     let listed = app.get("/api/v1/billing/imports", &admin).await.body;
     assert_eq!(listed["total"], 2);
 }
+
+/// Sums from a native export, by the conversion rules documented in `billing::formats`.
+fn native_expected(
+    file: &[u8],
+    (cost, service, date): (&str, &str, &str),
+    day: impl Fn(&str) -> String,
+    service_name: impl Fn(&str) -> String,
+) -> (f64, BTreeMap<String, f64>, BTreeMap<String, f64>, usize) {
+    let mut reader = csv::Reader::from_reader(file);
+    let header = reader.headers().unwrap().clone();
+    let col = |name: &str| header.iter().position(|h| h == name).unwrap();
+    let (cost, service, date) = (col(cost), col(service), col(date));
+    let (mut total, mut by_service, mut by_day, mut rows) =
+        (0.0, BTreeMap::new(), BTreeMap::new(), 0);
+    for record in reader.records() {
+        let record = record.unwrap();
+        let amount: f64 = record[cost].parse().unwrap();
+        rows += 1;
+        total += amount;
+        *by_service
+            .entry(service_name(&record[service]))
+            .or_insert(0.0) += amount;
+        *by_day.entry(day(&record[date])).or_insert(0.0) += amount;
+    }
+    (total, by_service, by_day, rows)
+}
+
+async fn check_native(
+    app: &TestApp,
+    who: &As,
+    file: &[u8],
+    format: &str,
+    currency: &str,
+    provider: &str,
+    want: (f64, BTreeMap<String, f64>, BTreeMap<String, f64>, usize),
+) {
+    let (total, by_service, by_day, rows) = want;
+    let imported = import(app, who, file).await;
+    assert_eq!(imported["detected_format"], format);
+    assert_eq!(imported["rows_loaded"], rows as u64, "{imported}");
+    assert_eq!(imported["rows_rejected"], 0, "{imported}");
+    let costs = |group: &'static str| async move {
+        app.get(
+            &format!("/api/v1/billing/costs?start_date=2023-01-01&end_date=2023-12-31&currency={currency}&group_by={group}"),
+            who,
+        )
+        .await
+        .body
+    };
+    let by_provider = costs("provider").await;
+    assert_eq!(
+        cents(by_provider["total_cost"].as_f64().unwrap()),
+        cents(total)
+    );
+    assert_eq!(by_provider["breakdown"][0]["provider"], provider);
+    assert_eq!(
+        by(&costs("service").await["breakdown"], "service"),
+        by_service
+            .iter()
+            .map(|(k, v)| (k.clone(), cents(*v)))
+            .collect()
+    );
+    assert_eq!(
+        by(&costs("day").await["breakdown"], "date"),
+        by_day.iter().map(|(k, v)| (k.clone(), cents(*v))).collect()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_cur_and_azure_exports_become_focus_records_with_the_same_totals() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+
+    let aws = std::fs::read(data_file(
+        "exports/aws-cur/sample-anonymous-aws-export-dataset.csv",
+    ))
+    .unwrap();
+    let want = native_expected(
+        &aws,
+        (
+            "lineItem/UnblendedCost",
+            "lineItem/ProductCode",
+            "lineItem/UsageStartDate",
+        ),
+        |d| d[..10].to_string(),
+        str::to_string,
+    );
+    check_native(&app, &admin, &aws, "aws_cur", "USD", "AWS", want).await;
+
+    let azure = std::fs::read(data_file(
+        "exports/azure-ea/sample-anonymous-ea-export-dataset.csv",
+    ))
+    .unwrap();
+    let want = native_expected(
+        &azure,
+        ("CostInBillingCurrency", "ConsumedService", "Date"),
+        |d| {
+            chrono::NaiveDate::parse_from_str(d, "%m/%d/%Y")
+                .unwrap()
+                .to_string()
+        },
+        |s| s.to_ascii_lowercase(),
+    );
+    check_native(&app, &admin, &azure, "azure", "CAD", "Microsoft", want).await;
+
+    // The FOCUS columns the rules give, on a few rows.
+    let row: (String, String, Option<String>, String) = sqlx::query_as(
+        "SELECT service_category, charge_category, region_id, tags::text FROM cost_records
+         WHERE provider_name = 'Microsoft' AND service_name = 'microsoft.compute' LIMIT 1",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(row.0, "Compute");
+    assert_eq!(row.1, "Usage");
+    assert_eq!(
+        row.3,
+        r#"{"tagA": "valueA", "tagB": "valueB", "tagC": "valueC"}"#
+    );
+    let taxes: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM cost_records WHERE provider_name = 'AWS' AND charge_category = 'Tax'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(taxes, 12);
+    let listed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM cost_records WHERE provider_name = 'AWS' AND list_cost IS NOT NULL",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert!(listed > 0, "ListCost from the public on-demand rate");
+}
