@@ -1,6 +1,7 @@
 //! Billing: imports of cloud billing exports into cost records (FOCUS columns), and the cost
 //! queries of seed 001 (`/billing/costs`, `/billing/summary`), read from the daily rollup.
 
+pub mod accrue;
 pub mod formats;
 pub mod import;
 pub mod rollup;

@@ -68,6 +68,9 @@ pub enum JobKind {
     /// Loads a billing export into cost records.
     #[serde(rename = "billing.import")]
     BillingImport,
+    /// Running resources accrue hourly cost records (scheduled by `spending_sync_interval`).
+    #[serde(rename = "billing.accrue")]
+    BillingAccrue,
 }
 
 impl JobKind {
@@ -102,6 +105,7 @@ impl JobKind {
             JobKind::OrchestrateDnsFailover => "orchestrate.dns_failover",
             JobKind::ProvidersSync => "providers.sync",
             JobKind::BillingImport => "billing.import",
+            JobKind::BillingAccrue => "billing.accrue",
         }
     }
 
@@ -159,6 +163,7 @@ impl JobKind {
             JobKind::OrchestrateDnsFailover => crate::orchestrate::dns_failover::run(ctx).await,
             JobKind::ProvidersSync => crate::providers::sync::run(ctx).await,
             JobKind::BillingImport => crate::billing::import::run(ctx).await,
+            JobKind::BillingAccrue => crate::billing::accrue::run(ctx).await,
         }
     }
 }

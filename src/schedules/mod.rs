@@ -47,6 +47,11 @@ pub const SCHEDULES: &[ScheduleSpec] = &[
         every: Every::Setting(settings::HEALTH_CHECK_INTERVAL),
     },
     ScheduleSpec {
+        name: "spending_sync",
+        kind: JobKind::BillingAccrue,
+        every: Every::Setting(settings::SPENDING_SYNC_INTERVAL),
+    },
+    ScheduleSpec {
         name: "drift_check",
         kind: JobKind::ProvidersSync,
         every: Every::Setting(settings::DRIFT_CHECK_INTERVAL),

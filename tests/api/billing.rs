@@ -486,3 +486,151 @@ async fn aws_cur_and_azure_exports_become_focus_records_with_the_same_totals() {
     .unwrap();
     assert!(listed > 0, "ListCost from the public on-demand rate");
 }
+
+/// Makes the tenant's `spending_sync` schedule due now and waits until it has run once more.
+async fn run_spending_sync(app: &TestApp) {
+    let runs = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COALESCE(max(runs), 0) FROM schedules WHERE name = 'spending_sync'",
+        )
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+    };
+    // The schedule fires as soon as its tenant exists; let that first run end.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let wait_idle = || async {
+        loop {
+            let busy: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM tasks WHERE kind = 'billing.accrue' AND status IN ('queued', 'running')",
+            )
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+            if busy == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the spending sync did not finish"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    wait_idle().await;
+    let before = runs().await;
+    sqlx::query("UPDATE schedules SET last_run_at = NULL WHERE name = 'spending_sync'")
+        .execute(&app.db.pool)
+        .await
+        .unwrap();
+    while runs().await == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the spending sync did not fire"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    wait_idle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_vms_accrue_hourly_cost_records_at_each_spending_sync() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let provider = app.sandbox(&admin).await;
+    let vm = crate::resources::create_quick_vm(&app, &admin, &provider, "billed").await;
+    let id = vm["id"].as_str().unwrap();
+    let price = app
+        .get(&format!("/api/v1/resources/{id}"), &admin)
+        .await
+        .body["cost_per_hour"]
+        .as_f64()
+        .unwrap();
+    assert!(price > 0.0);
+    // As if the vm had been running for two and a half hours.
+    sqlx::query(
+        "UPDATE resources SET created_at = now() - interval '150 minutes', cost_accrued_until = NULL WHERE id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(id).unwrap())
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    run_spending_sync(&app).await;
+
+    let accrued = || async {
+        sqlx::query_as::<_, (i64, f64)>(
+            "SELECT count(*), COALESCE(sum(billed_cost), 0)::float8 FROM cost_records WHERE resource_ref = $1",
+        )
+        .bind(uuid::Uuid::parse_str(id).unwrap())
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap()
+    };
+    let (hours, cost) = accrued().await;
+    assert!(
+        (3..=4).contains(&hours),
+        "one record per hour touched: {hours}"
+    );
+    assert!(
+        (cost / (price * 2.5) - 1.0).abs() < 0.01,
+        "{cost} for 2.5 h at {price}"
+    );
+    let today = chrono::Utc::now().date_naive();
+    let costs = app
+        .get(
+            &format!(
+                "/api/v1/billing/costs?start_date={}&end_date={today}&group_by=provider",
+                today - chrono::Days::new(1)
+            ),
+            &admin,
+        )
+        .await
+        .body;
+    let sandbox = costs["breakdown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["provider"] == "sandbox")
+        .unwrap_or_else(|| panic!("{costs}"));
+    assert!(
+        (sandbox["cost"].as_f64().unwrap() / cost - 1.0).abs() < 1e-6,
+        "{costs}"
+    );
+    assert_eq!(sandbox["services"][0]["service"], "Virtual Machines");
+
+    // The next sync adds only the time since the last one.
+    run_spending_sync(&app).await;
+    let (again, more) = accrued().await;
+    assert!(
+        again == hours || again == hours + 1,
+        "an hour may have begun: {again}"
+    );
+    assert!(
+        more >= cost && more < cost + price * 0.01,
+        "{more} after {cost}"
+    );
+
+    // A stopped vm accrues nothing.
+    let stop = app
+        .post(
+            &format!("/api/v1/resources/{id}/action"),
+            &admin,
+            json!({"action": "stop"}),
+        )
+        .await;
+    app.wait_for_task(&admin, stop.body["task_id"].as_str().unwrap())
+        .await;
+    sqlx::query(
+        "UPDATE resources SET cost_accrued_until = now() - interval '1 hour' WHERE id = $1",
+    )
+    .bind(uuid::Uuid::parse_str(id).unwrap())
+    .execute(&app.db.pool)
+    .await
+    .unwrap();
+    run_spending_sync(&app).await;
+    let (_, after_stop) = accrued().await;
+    assert!(
+        after_stop < more + price * 0.01,
+        "{after_stop} after {more}"
+    );
+}

@@ -57,6 +57,7 @@ async fn settings_have_defaults_are_validated_per_tenant_and_changed_by_admins()
     assert_eq!(
         in_effect,
         [
+            "spending_sync_interval",
             "health_check_interval",
             "drift_check_interval",
             "task_retention_days"
