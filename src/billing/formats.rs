@@ -2,7 +2,7 @@
 //! header. Each row becomes the values of [`COLUMNS`] (text, `None` for null), checked and
 //! normalised: amounts exact as written, times in RFC 3339 UTC, tags a JSON object.
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use csv::StringRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -83,9 +83,23 @@ pub enum Format {
     AwsCur,
     /// Azure cost export (EA and MCA, actual and amortized).
     Azure,
+    /// OCI cost report.
+    Oci,
+    /// Google Cloud billing export (BigQuery's columns, as CSV: `service.description`, ...).
+    Gcp,
+    /// Databricks `system.billing.usage`, with a price (`list_price`, `pricing.default`) or a
+    /// cost column joined in (the table itself has quantities only).
+    Databricks,
 }
 
-pub const FORMATS: &[Format] = &[Format::Focus, Format::AwsCur, Format::Azure];
+pub const FORMATS: &[Format] = &[
+    Format::Focus,
+    Format::AwsCur,
+    Format::Azure,
+    Format::Oci,
+    Format::Gcp,
+    Format::Databricks,
+];
 
 impl Format {
     pub fn as_str(self) -> &'static str {
@@ -93,6 +107,9 @@ impl Format {
             Format::Focus => "focus",
             Format::AwsCur => "aws_cur",
             Format::Azure => "azure",
+            Format::Oci => "oci",
+            Format::Gcp => "gcp",
+            Format::Databricks => "databricks",
         }
     }
 
@@ -110,6 +127,12 @@ impl Format {
             Some(Format::AwsCur)
         } else if (has("CostInBillingCurrency") || has("PreTaxCost")) && has("Date") {
             Some(Format::Azure)
+        } else if has("cost/myCost") && has("lineItem/intervalUsageStart") {
+            Some(Format::Oci)
+        } else if has("cost") && has("usage_start_time") && has("service.description") {
+            Some(Format::Gcp)
+        } else if has("usage_quantity") && has("sku_name") && has("workspace_id") {
+            Some(Format::Databricks)
         } else {
             None
         }
@@ -145,7 +168,9 @@ impl Converter {
             .iter()
             .enumerate()
             .filter_map(|(i, name)| {
+                // CUR's `resourceTags/user:team`, OCI's `tags/Operations.CostCenter`.
                 name.strip_prefix("resourceTags/")
+                    .or_else(|| name.strip_prefix("tags/"))
                     .map(|tag| (tag.strip_prefix("user:").unwrap_or(tag).to_string(), i))
             })
             .collect();
@@ -162,6 +187,13 @@ impl Converter {
                 "lineItem/UsageStartDate",
             ],
             Format::Azure => &["Date"],
+            Format::Oci => &[
+                "cost/myCost",
+                "cost/currencyCode",
+                "lineItem/intervalUsageStart",
+            ],
+            Format::Gcp => &["cost", "currency", "usage_start_time"],
+            Format::Databricks => &["usage_quantity", "usage_start_time", "sku_name"],
         };
         for name in required {
             if !converter.index.contains_key(&key(name)) {
@@ -187,6 +219,9 @@ impl Converter {
                 .collect(),
             Format::AwsCur => self.aws(record)?,
             Format::Azure => self.azure(record)?,
+            Format::Oci => self.oci(record)?,
+            Format::Gcp => self.gcp(record)?,
+            Format::Databricks => self.databricks(record)?,
         };
         let mut values = Vec::with_capacity(COLUMNS.len());
         for (column, raw) in COLUMNS.iter().zip(raw) {
@@ -260,12 +295,11 @@ impl Converter {
                 .and_then(|id| id.split(':').nth(i))
                 .filter(|p| !p.is_empty())
         };
-        let mut tags = serde_json::Map::new();
-        for (name, i) in &self.tag_columns {
-            if let Some(value) = r.get(*i).map(str::trim).filter(|v| !v.is_empty()) {
-                tags.insert(name.clone(), Value::String(value.to_string()));
-            }
-        }
+        let mut tags: serde_json::Map<String, Value> = self
+            .tag_columns(r)
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        // CUR 2.0 keeps them in one map column.
         if let Some(Value::Object(more)) =
             v("resource_tags").and_then(|t| serde_json::from_str(t).ok())
         {
@@ -418,6 +452,267 @@ impl Converter {
     }
 }
 
+impl Converter {
+    /// OCI cost report to FOCUS, after focus_converters' `oci` rules (billed cost is
+    /// `cost/myCost`, what the line cost; the rules' `myCostOverage` is only the overage).
+    fn oci(&self, r: &StringRecord) -> Result<Vec<Option<String>>, String> {
+        let v = |name: &str| self.get(r, name);
+        let text = |s: Option<&str>| s.map(str::to_string);
+        let start = v("lineItem/intervalUsageStart");
+        let month = start
+            .and_then(time)
+            .map(|t| t.date_naive().with_day(1).unwrap_or(t.date_naive()));
+        let mut row = empty_row();
+        let mut set = |column: &str, value: Option<String>| set_column(&mut row, column, value);
+        set("billed_cost", text(v("cost/myCost")));
+        set("effective_cost", text(v("cost/myCost")));
+        set(
+            "list_cost",
+            match (v("cost/unitPrice"), v("usage/billedQuantity")) {
+                (Some(price), Some(quantity)) => {
+                    Some(decimal_op(Some(price), Some(quantity), |a, b| a * b)?)
+                }
+                _ => None,
+            },
+        );
+        set("billing_currency", text(v("cost/currencyCode")));
+        set("charge_period_start", text(start));
+        set("charge_period_end", text(v("lineItem/intervalUsageEnd")));
+        set("billing_period_start", month.map(|m| m.to_string()));
+        set(
+            "billing_period_end",
+            month
+                .and_then(|m| m.checked_add_months(chrono::Months::new(1)))
+                .map(|m| m.to_string()),
+        );
+        set(
+            "charge_category",
+            Some(
+                if v("cost/isCorrection") == Some("true") {
+                    "Adjustment"
+                } else {
+                    "Usage"
+                }
+                .into(),
+            ),
+        );
+        set("charge_description", text(v("product/Description")));
+        set("billing_account_id", text(v("cost/subscriptionId")));
+        set("sub_account_id", text(v("lineItem/tenantId")));
+        set("sub_account_name", text(v("product/compartmentName")));
+        set("provider_name", Some("Oracle".into()));
+        set("publisher_name", Some("Oracle".into()));
+        set("invoice_issuer_name", Some("Oracle".into()));
+        set("service_name", text(v("product/service")));
+        set("region_id", text(v("product/region")));
+        set("resource_id", text(v("product/resourceId")));
+        set("sku_id", text(v("cost/productSku")));
+        set("pricing_quantity", text(v("usage/billedQuantity")));
+        set("pricing_unit", text(v("cost/skuUnitDescription")));
+        set(
+            "consumed_quantity",
+            text(v("usage/consumedQuantity").or(v("usage/billedQuantity"))),
+        );
+        set(
+            "consumed_unit",
+            text(v("usage/consumedQuantityUnits").or(v("cost/skuUnitDescription"))),
+        );
+        set("tags", self.tag_columns(r));
+        Ok(row)
+    }
+
+    /// The tag columns' non-empty values as a JSON object.
+    fn tag_columns(&self, r: &StringRecord) -> Option<String> {
+        let tags: serde_json::Map<String, Value> = self
+            .tag_columns
+            .iter()
+            .filter_map(|(name, i)| {
+                let value = r.get(*i)?.trim();
+                (!value.is_empty()).then(|| (name.clone(), Value::String(value.to_string())))
+            })
+            .collect();
+        (!tags.is_empty()).then(|| Value::Object(tags).to_string())
+    }
+
+    /// Google Cloud billing export to FOCUS, after focus_converters' `gcp` rules, except that
+    /// the billing period (`invoice.month`) is taken in UTC, not Pacific time.
+    fn gcp(&self, r: &StringRecord) -> Result<Vec<Option<String>>, String> {
+        let v = |name: &str| self.get(r, name);
+        let text = |s: Option<&str>| s.map(str::to_string);
+        let cost = v("cost");
+        // Credits: a JSON list of {amount} (as BigQuery writes it), or its sum.
+        let credits = match v("credits") {
+            Some(list) => serde_json::from_str::<Value>(list)
+                .ok()
+                .and_then(|l| l.as_array().cloned())
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|c| match &c["amount"] {
+                    Value::Number(n) => Some(n.to_string()),
+                    Value::String(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .try_fold("0".to_string(), |sum, amount| {
+                    decimal_op(Some(&sum), Some(&amount), |a, b| a + b)
+                })?,
+            None => v("credits.amount").unwrap_or("0").to_string(),
+        };
+        let net = decimal_op(cost, Some(&credits), |a, b| a + b)?;
+        let effective = if net.starts_with('-') || net == "0" {
+            "0".to_string()
+        } else {
+            net
+        };
+        let month = v("invoice.month")
+            .and_then(|m| chrono::NaiveDate::parse_from_str(&format!("{m}01"), "%Y%m%d").ok());
+        let category = match v("cost_type") {
+            Some("tax") => "Tax",
+            Some("adjustment") | Some("credit") => "Adjustment",
+            Some("rounding_error") => "Adjustment",
+            _ => "Usage",
+        };
+        let service = v("service.description");
+        let mut row = empty_row();
+        let mut set = |column: &str, value: Option<String>| set_column(&mut row, column, value);
+        set("billed_cost", text(cost));
+        set("effective_cost", Some(effective));
+        set("list_cost", text(v("cost_at_list")));
+        set("billing_currency", text(v("currency")));
+        set("charge_period_start", text(v("usage_start_time")));
+        set("charge_period_end", text(v("usage_end_time")));
+        set("billing_period_start", month.map(|m| m.to_string()));
+        set(
+            "billing_period_end",
+            month
+                .and_then(|m| m.checked_add_months(chrono::Months::new(1)))
+                .map(|m| m.to_string()),
+        );
+        set("charge_category", Some(category.into()));
+        set("charge_description", text(v("sku.description")));
+        set("billing_account_id", text(v("billing_account_id")));
+        set("sub_account_id", text(v("project.id")));
+        set("sub_account_name", text(v("project.name")));
+        set("provider_name", Some("Google Cloud".into()));
+        set(
+            "publisher_name",
+            Some(v("seller_name").unwrap_or("Google Cloud").into()),
+        );
+        set("invoice_issuer_name", Some("Google Cloud".into()));
+        set("service_name", text(service));
+        set(
+            "service_category",
+            Some(
+                service
+                    .and_then(gcp_category)
+                    .unwrap_or("Other")
+                    .to_string(),
+            ),
+        );
+        set(
+            "region_id",
+            text(v("location.region").or(v("location.location"))),
+        );
+        set("resource_id", text(v("resource.global_name")));
+        set("resource_name", text(v("resource.name")));
+        set("sku_id", text(v("sku.id")));
+        set("pricing_quantity", text(v("usage.amount_in_pricing_units")));
+        set("pricing_unit", text(v("usage.pricing_unit")));
+        set("consumed_quantity", text(v("usage.amount")));
+        set("consumed_unit", text(v("usage.unit")));
+        set("tags", labels(v("labels")));
+        Ok(row)
+    }
+
+    /// Databricks `system.billing.usage` to FOCUS: the cost is the joined cost column, or the
+    /// DBUs times the joined price; a row with neither is refused.
+    fn databricks(&self, r: &StringRecord) -> Result<Vec<Option<String>>, String> {
+        let v = |name: &str| self.get(r, name);
+        let text = |s: Option<&str>| s.map(str::to_string);
+        let quantity = v("usage_quantity");
+        let rate = v("list_price")
+            .or(v("pricing.default"))
+            .or(v("dbu_rate"))
+            .or(v("price"));
+        let cost = match (v("cost").or(v("usage_cost")).or(v("list_cost")), rate) {
+            (Some(cost), _) => cost.to_string(),
+            (None, Some(rate)) => decimal_op(quantity, Some(rate), |a, b| a * b)?,
+            (None, None) => {
+                return Err(
+                    "no cost: join system.billing.list_prices (pricing.default) as list_price"
+                        .into(),
+                );
+            }
+        };
+        let metadata = |column: &str, field: &str| {
+            v(column)
+                .and_then(|m| serde_json::from_str::<Value>(m).ok())
+                .and_then(|m| m.get(field).and_then(Value::as_str).map(str::to_string))
+        };
+        let mut row = empty_row();
+        let mut set = |column: &str, value: Option<String>| set_column(&mut row, column, value);
+        set("billed_cost", Some(cost.clone()));
+        set("effective_cost", Some(cost.clone()));
+        set("list_cost", Some(cost));
+        set(
+            "billing_currency",
+            Some(v("currency_code").unwrap_or("USD").into()),
+        );
+        set("charge_period_start", text(v("usage_start_time")));
+        set("charge_period_end", text(v("usage_end_time")));
+        set("charge_category", Some("Usage".into()));
+        set("charge_description", text(v("sku_name")));
+        set("billing_account_id", text(v("account_id")));
+        set("sub_account_id", text(v("workspace_id")));
+        set("provider_name", Some("Databricks".into()));
+        set("publisher_name", Some("Databricks".into()));
+        set("invoice_issuer_name", Some("Databricks".into()));
+        set(
+            "service_name",
+            text(v("billing_origin_product").or(v("sku_name"))),
+        );
+        set("service_category", Some("AI and Machine Learning".into()));
+        set("region_id", text(v("cloud_region").or(v("region"))));
+        set("sku_id", text(v("sku_name")));
+        set("pricing_quantity", text(quantity));
+        set("pricing_unit", text(v("usage_unit")));
+        set("consumed_quantity", text(quantity));
+        set("consumed_unit", text(v("usage_unit")));
+        set("tags", text(v("custom_tags")));
+        set("workspace_id", text(v("workspace_id")));
+        set(
+            "cluster_id",
+            text(v("usage_metadata.cluster_id"))
+                .or_else(|| metadata("usage_metadata", "cluster_id")),
+        );
+        set(
+            "job_id",
+            text(v("usage_metadata.job_id")).or_else(|| metadata("usage_metadata", "job_id")),
+        );
+        set(
+            "user_email",
+            text(v("identity_metadata.run_as")).or_else(|| metadata("identity_metadata", "run_as")),
+        );
+        set("sku_name", text(v("sku_name")));
+        set("dbu_count", text(quantity));
+        set("dbu_rate", text(rate));
+        Ok(row)
+    }
+}
+
+/// Google Cloud labels: a JSON list of {key, value}, or an object.
+fn labels(raw: Option<&str>) -> Option<String> {
+    let parsed: Value = serde_json::from_str(raw?).ok()?;
+    let map: serde_json::Map<String, Value> = match parsed {
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|l| Some((l["key"].as_str()?.to_string(), l["value"].clone())))
+            .collect(),
+        Value::Object(map) => map,
+        _ => return None,
+    };
+    Some(Value::Object(map).to_string())
+}
+
 fn empty_row() -> Vec<Option<String>> {
     vec![None; COLUMNS.len()]
 }
@@ -462,6 +757,14 @@ fn azure_category(service: &str) -> Option<&'static str> {
     })
     .get(service.to_ascii_lowercase().as_str())
     .copied()
+}
+
+/// The FOCUS ServiceCategory of a Google Cloud service description (`Compute Engine`).
+fn gcp_category(service: &str) -> Option<&'static str> {
+    static MAP: std::sync::OnceLock<Mapping> = std::sync::OnceLock::new();
+    MAP.get_or_init(|| mapping(include_str!("../../data/mappings/gcp_category_mapping.csv")))
+        .get(service)
+        .copied()
 }
 
 type Mapping = std::collections::HashMap<&'static str, &'static str>;
@@ -526,10 +829,12 @@ pub fn time(raw: &str) -> Option<DateTime<Utc>> {
         return Some(t.with_timezone(&Utc));
     }
     let trimmed = raw.trim_end_matches('Z').trim_end_matches(" UTC");
+    // OCI writes minutes only (`2024-03-05T10:00Z`).
     for format in [
         "%Y-%m-%d %H:%M:%S%.f",
         "%Y-%m-%dT%H:%M:%S%.f",
         "%Y-%m-%d %H:%M",
+        "%Y-%m-%dT%H:%M",
     ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(trimmed, format) {
             return Some(t.and_utc());
@@ -607,6 +912,138 @@ mod tests {
         assert_eq!(row[column("charge_category")].as_deref(), Some("Purchase"));
         assert_eq!(row[column("provider_name")].as_deref(), Some("AWS"));
         assert_eq!(row[column("tags")].as_deref(), Some(r#"{"team":"web"}"#));
+    }
+
+    fn convert(header: &[&str], row: &[&str]) -> (Format, Vec<Option<String>>) {
+        let header = StringRecord::from(header.to_vec());
+        let format = Format::detect(&header).expect("a known header");
+        let values = Converter::new(format, &header)
+            .unwrap()
+            .convert(&StringRecord::from(row.to_vec()))
+            .unwrap();
+        (format, values)
+    }
+
+    fn value<'a>(row: &'a [Option<String>], column: &str) -> Option<&'a str> {
+        row[COLUMNS.iter().position(|c| *c == column).unwrap()].as_deref()
+    }
+
+    #[test]
+    fn oci_gcp_and_databricks_rows_become_focus_values() {
+        let (format, row) = convert(
+            &[
+                "lineItem/intervalUsageStart",
+                "lineItem/intervalUsageEnd",
+                "product/service",
+                "cost/myCost",
+                "cost/currencyCode",
+                "tags/Ops.Team",
+            ],
+            &[
+                "2024-03-05T10:00Z",
+                "2024-03-05T11:00Z",
+                "COMPUTE",
+                "0.42",
+                "EUR",
+                "web",
+            ],
+        );
+        assert_eq!(format, Format::Oci);
+        assert_eq!(value(&row, "billed_cost"), Some("0.42"));
+        assert_eq!(
+            value(&row, "billing_period_start"),
+            Some("2024-03-01T00:00:00+00:00")
+        );
+        assert_eq!(value(&row, "provider_name"), Some("Oracle"));
+        assert_eq!(value(&row, "tags"), Some(r#"{"Ops.Team":"web"}"#));
+
+        let (format, row) = convert(
+            &[
+                "billing_account_id",
+                "service.description",
+                "cost",
+                "currency",
+                "usage_start_time",
+                "invoice.month",
+                "credits",
+                "cost_type",
+                "labels",
+            ],
+            &[
+                "0123-4567",
+                "Compute Engine",
+                "10.00",
+                "USD",
+                "2024-03-05 10:00:00 UTC",
+                "202403",
+                r#"[{"amount": -2.5}]"#,
+                "regular",
+                r#"[{"key":"env","value":"prod"}]"#,
+            ],
+        );
+        assert_eq!(format, Format::Gcp);
+        assert_eq!(value(&row, "effective_cost"), Some("7.5"));
+        assert_eq!(value(&row, "service_category"), Some("Compute"));
+        assert_eq!(
+            value(&row, "charge_period_start"),
+            Some("2024-03-05T10:00:00+00:00")
+        );
+        assert_eq!(value(&row, "tags"), Some(r#"{"env":"prod"}"#));
+
+        let header = [
+            "account_id",
+            "workspace_id",
+            "sku_name",
+            "usage_start_time",
+            "usage_quantity",
+            "usage_metadata",
+            "identity_metadata",
+            "list_price",
+        ];
+        let (format, row) = convert(
+            &header,
+            &[
+                "acc",
+                "123",
+                "PREMIUM_JOBS_COMPUTE",
+                "2024-03-05T10:00:00Z",
+                "4",
+                r#"{"job_id":"77","cluster_id":"c-1"}"#,
+                r#"{"run_as":"ana@example.com"}"#,
+                "0.15",
+            ],
+        );
+        assert_eq!(format, Format::Databricks);
+        assert_eq!(value(&row, "billed_cost"), Some("0.6"));
+        assert_eq!(
+            (
+                value(&row, "workspace_id"),
+                value(&row, "job_id"),
+                value(&row, "cluster_id"),
+                value(&row, "user_email")
+            ),
+            (
+                Some("123"),
+                Some("77"),
+                Some("c-1"),
+                Some("ana@example.com")
+            )
+        );
+        let unpriced = Converter::new(
+            Format::Databricks,
+            &StringRecord::from(header[..7].to_vec()),
+        )
+        .unwrap()
+        .convert(&StringRecord::from(vec![
+            "acc",
+            "123",
+            "SKU",
+            "2024-03-05T10:00:00Z",
+            "4",
+            "{}",
+            "{}",
+        ]));
+        assert!(unpriced.unwrap_err().contains("list_prices"));
     }
 
     #[test]

@@ -340,7 +340,7 @@ fn convert(
     let format = match asked {
         Some(format) => format,
         None => Format::detect(&header).ok_or_else(|| {
-            "the header is not one of a known billing export (FOCUS, AWS CUR, Azure)".to_string()
+            "the header is not one of a known billing export (FOCUS, AWS CUR, Azure, OCI, Google Cloud, Databricks)".to_string()
         })?,
     };
     let converter = Converter::new(format, &header)?;

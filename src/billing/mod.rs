@@ -48,7 +48,8 @@ pub struct UrlImport {
     /// An HTTP(S) URL of the export, such as a presigned bucket link.
     pub url: String,
     pub provider_id: Option<Uuid>,
-    /// `auto` (the default: told by the header), `focus`, `aws_cur` or `azure`.
+    /// `auto` (the default: told by the header), `focus`, `aws_cur`, `azure`, `oci`, `gcp` or
+    /// `databricks`.
     pub format: Option<String>,
 }
 
@@ -76,7 +77,7 @@ fn check_format(v: &mut Validator, format: Option<&str>) {
     v.check(
         format.is_none_or(|f| f == "auto" || Format::parse(f).is_some()),
         "format",
-        "must be auto, focus, aws_cur or azure",
+        "must be auto, focus, aws_cur, azure, oci, gcp or databricks",
     );
 }
 
