@@ -21,6 +21,22 @@ pub enum Bench {
     /// A sandbox VM created through the API versus the same configuration run by hand, and
     /// the latency of log lines from Terraform to a WebSocket client.
     Provision(ProvisionBench),
+    /// A billing import of synthetic FOCUS rows against `psql \copy` of the same file, and the
+    /// cost queries over them.
+    Costs(CostsBench),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CostsBench {
+    /// Synthetic FOCUS rows.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: usize,
+    /// Days the rows spread over.
+    #[arg(long, default_value_t = 90)]
+    pub days: u32,
+    /// Times each query runs.
+    #[arg(long, default_value_t = 50)]
+    pub queries: usize,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -55,6 +71,12 @@ pub struct QueueBench {
 pub async fn run(common: &CommonArgs, bench: Bench) -> anyhow::Result<()> {
     match bench {
         Bench::Queue(args) => queue(common, args).await,
+        Bench::Costs(args) => {
+            in_scratch_database(common, |url| async move {
+                crate::bench_costs::run(common, &url, &args).await
+            })
+            .await
+        }
         Bench::Provision(args) => {
             in_scratch_database(common, |url| async move {
                 crate::bench_provision::run(common, &url, &args).await

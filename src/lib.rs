@@ -70,5 +70,7 @@ pub mod tenants;
 
 /// Benchmarks run by `strata bench`.
 pub mod bench;
+/// `strata bench costs`: billing import speed against `psql \copy`, and cost query latency.
+pub mod bench_costs;
 /// `strata bench provision`: the API's overhead over Terraform by hand, and log latency.
 pub mod bench_provision;

@@ -1,5 +1,5 @@
 //! Billing imports and the billing cost queries, checked against totals computed here from the
-//! same files (../shared/data, see its PROVENANCE.md: the FOCUS sample is CC-BY-4.0, from
+//! same files (tests/data, see its PROVENANCE.md: the FOCUS sample is CC-BY-4.0, from
 //! FinOps-Open-Cost-and-Usage-Spec/FOCUS-Sample-Data).
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use crate::helpers::{As, TestApp};
 
 pub fn data_file(path: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/data")
+        .join("tests/data")
         .join(path)
 }
 
