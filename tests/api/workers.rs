@@ -44,14 +44,16 @@ async fn every_task_succeeds_exactly_once_when_a_worker_is_killed_mid_way() {
         .unwrap();
     let mut workers = vec![spawn_worker(&db.url), spawn_worker(&db.url)];
 
-    // Each task writes its effect, then holds 20 ms: a kill in that window leaves an effect
+    // Each task writes its effect, then holds 250 ms: a kill in that window leaves an effect
     // behind an unfinished task, which the retry must not write again.
     let mut tx = db.pool.begin().await.unwrap();
     let tasks = (0..500)
         .map(|_| NewTask {
             tenant_id: tenant,
             kind: JobKind::DiagnosticRecord,
-            params: json!({"hold_ms": 20}),
+            // Long enough that the task seen running is still running when the kill lands,
+            // however busy the machine (20 ms was not, under a loaded CI).
+            params: json!({"hold_ms": 250}),
             created_by: None,
         })
         .collect();
