@@ -83,13 +83,7 @@ fn check_format(v: &mut Validator, format: Option<&str>) {
 
 async fn check_provider(state: &AppState, tenant_id: Uuid, id: Option<Uuid>) -> AppResult<()> {
     if let Some(id) = id {
-        let exists = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM providers WHERE id = $1 AND tenant_id = $2) AS "e!""#,
-            id,
-            tenant_id
-        )
-        .fetch_one(&state.db)
-        .await?;
+        let exists = crate::providers::exists(&state.db, tenant_id, id).await?;
         if !exists {
             return Err(AppError::invalid("provider_id", "no such provider"));
         }

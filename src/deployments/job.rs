@@ -489,18 +489,7 @@ impl Run<'_> {
                     _ => return Err(self.failure("terraform plan -refresh-only")),
                 }
                 let drift = self.drift_in("refresh.tfplan").await?;
-                for change in &drift {
-                    self.log.line(
-                        "warn",
-                        "drift",
-                        format!(
-                            "{}: expected {}, found {}",
-                            change["attribute"].as_str().unwrap_or_default(),
-                            change["expected"],
-                            change["actual"]
-                        ),
-                    );
-                }
+                self.log.drift(&drift);
                 // The refreshed values become the state (nothing in the cloud changes).
                 let apply = self
                     .command(

@@ -65,6 +65,22 @@ impl LogWriter {
         self.line_at(Utc::now(), level, type_, message);
     }
 
+    /// One warning per drifted attribute (`{attribute, expected, actual}`, as a refresh reports).
+    pub fn drift(&self, drift: &[serde_json::Value]) {
+        for change in drift {
+            self.line(
+                "warn",
+                "drift",
+                format!(
+                    "{}: expected {}, found {}",
+                    change["attribute"].as_str().unwrap_or_default(),
+                    change["expected"],
+                    change["actual"]
+                ),
+            );
+        }
+    }
+
     pub fn line_at(&self, ts: DateTime<Utc>, level: &str, type_: &str, message: impl Into<String>) {
         let _ = self.tx.send(NewLine {
             ts,

@@ -128,18 +128,7 @@ pub(crate) async fn execute(
                 ),
                 Err(err) => return Err(job_error(err)),
             };
-            for change in &drift {
-                log.line(
-                    "warn",
-                    "drift",
-                    format!(
-                        "{}: expected {}, found {}",
-                        change["attribute"].as_str().unwrap_or_default(),
-                        change["expected"],
-                        change["actual"]
-                    ),
-                );
-            }
+            log.drift(&drift);
             if drift.is_empty() {
                 say(format!("{} matches the DNS host", data.name));
             }

@@ -24,6 +24,30 @@ use crate::state::AppState;
 /// The provider types that host DNS records.
 pub const HOSTS: &[&str] = &["sandbox", "cloudflare"];
 
+/// The type of the tenant's provider `id` when it hosts DNS records; otherwise a 422 on `field`.
+pub async fn host_type(
+    db: &PgPool,
+    tenant_id: Uuid,
+    id: Uuid,
+    field: &str,
+) -> crate::error::AppResult<String> {
+    let provider_type = sqlx::query_scalar!(
+        "SELECT provider_type FROM providers WHERE id = $1 AND tenant_id = $2",
+        id,
+        tenant_id
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or_else(|| crate::error::AppError::invalid(field, "no such provider"))?;
+    if !HOSTS.contains(&provider_type.as_str()) {
+        return Err(crate::error::AppError::invalid(
+            field,
+            format!("a {provider_type} provider does not host DNS records"),
+        ));
+    }
+    Ok(provider_type)
+}
+
 /// A record as the host holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {

@@ -144,20 +144,13 @@ pub async fn start(
         }
         (None, None) => unreachable!("validated above"),
     };
-    let dns_type = sqlx::query_scalar!(
-        "SELECT provider_type FROM providers WHERE id = $1 AND tenant_id = $2",
+    crate::dns::host_type(
+        &state.db,
+        auth.tenant_id,
         provider_id,
-        auth.tenant_id
+        "record.dns_provider_id",
     )
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or_else(|| AppError::invalid("record.dns_provider_id", "no such provider"))?;
-    if !crate::dns::HOSTS.contains(&dns_type.as_str()) {
-        return Err(AppError::invalid(
-            "record.dns_provider_id",
-            format!("a {dns_type} provider does not host DNS records"),
-        ));
-    }
+    .await?;
     // The standby's address, as it is now.
     let new_value = match (&body.ip, body.target_resource_id) {
         (Some(ip), _) => ip.clone(),

@@ -125,13 +125,7 @@ async fn start_lockdown(
     .text("reason", &body.reason, 1, 500);
     v.finish()?;
     if let Some(provider_id) = scope.provider_id {
-        let exists = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM providers WHERE id = $1 AND tenant_id = $2) AS "e!""#,
-            provider_id,
-            auth.tenant_id
-        )
-        .fetch_one(&state.db)
-        .await?;
+        let exists = crate::providers::exists(&state.db, auth.tenant_id, provider_id).await?;
         if !exists {
             return Err(AppError::invalid("scope.provider_id", "no such provider"));
         }

@@ -98,20 +98,13 @@ pub async fn start(
         "must be 1 (automatic) or 60 to 86400",
     );
     v.finish()?;
-    let dns_type = sqlx::query_scalar!(
-        "SELECT provider_type FROM providers WHERE id = $1 AND tenant_id = $2",
+    let dns_type = crate::dns::host_type(
+        &state.db,
+        auth.tenant_id,
         body.dns_provider_id,
-        auth.tenant_id
+        "dns_provider_id",
     )
-    .fetch_optional(&state.db)
-    .await?
-    .ok_or_else(|| AppError::invalid("dns_provider_id", "no such provider"))?;
-    if !crate::dns::HOSTS.contains(&dns_type.as_str()) {
-        return Err(AppError::invalid(
-            "dns_provider_id",
-            format!("a {dns_type} provider does not host DNS records"),
-        ));
-    }
+    .await?;
     // The record is checked now, not after the vm is built: its spec (with a stand-in
     // address), its name, and its zone.
     let mut record_spec = json!({"zone": body.zone, "value": "192.0.2.1"});

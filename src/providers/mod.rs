@@ -20,6 +20,17 @@ use crate::state::AppState;
 
 pub use health::{HealthStatus, ProviderHealth, check_tenant};
 
+/// Whether the tenant has provider `id`.
+pub async fn exists(db: &sqlx::PgPool, tenant_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM providers WHERE id = $1 AND tenant_id = $2) AS "e!""#,
+        id,
+        tenant_id
+    )
+    .fetch_one(db)
+    .await
+}
+
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_providers, create_provider))

@@ -32,13 +32,7 @@ pub async fn start(
 ) -> AppResult<SyncStarted> {
     auth.require(Role::Member)?;
     if let Some(provider_id) = provider_id {
-        let exists = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM providers WHERE id = $1 AND tenant_id = $2) AS "e!""#,
-            provider_id,
-            auth.tenant_id
-        )
-        .fetch_one(&state.db)
-        .await?;
+        let exists = super::exists(&state.db, auth.tenant_id, provider_id).await?;
         if !exists {
             return Err(AppError::NotFound("provider"));
         }
