@@ -150,21 +150,40 @@ pub async fn run(common: &CommonArgs, url: &str, args: &CostsBench) -> anyhow::R
 
     // The queries, through the router.
     let router = crate::http::router(state);
-    let end = chrono::NaiveDate::from_ymd_opt(2026, 3, 31).unwrap_or_default();
+    let end = chrono::Utc::now().date_naive();
+    let day = |days: u64| end - chrono::Days::new(days - 1);
     let queries = [
         format!(
             "/api/v1/billing/costs?start_date={}&end_date={end}&group_by=provider",
-            end - chrono::Days::new(29)
+            day(30)
         ),
         format!(
             "/api/v1/billing/costs?start_date={}&end_date={end}&group_by=service",
-            end - chrono::Days::new(89)
+            day(90)
         ),
         format!(
             "/api/v1/billing/costs?start_date={}&end_date={end}&group_by=day",
-            end - chrono::Days::new(89)
+            day(90)
         ),
         "/api/v1/billing/summary".to_string(),
+        "/api/v1/billing?limit=100".to_string(),
+        "/api/v1/costs?limit=100".to_string(),
+        format!(
+            "/api/v1/costs?start_date={}&end_date={end}&group_by=service&limit=10",
+            day(90)
+        ),
+        format!(
+            "/api/v1/costs?start_date={}&end_date={end}&granularity=monthly&group_by=location&limit=10",
+            day(90)
+        ),
+        "/api/v1/costs/summary?days=90".to_string(),
+        "/api/v1/costs/by-date?days=90".to_string(),
+        "/api/v1/dashboard/overview?days=90".to_string(),
+        "/api/v1/dashboard/cost-trend?days=90&granularity=weekly".to_string(),
+        "/api/v1/dashboard/cost-by-workspace?days=90".to_string(),
+        "/api/v1/dashboard/cost-by-sku?days=90".to_string(),
+        "/api/v1/dashboard/cost-by-user?days=90".to_string(),
+        "/api/v1/dashboard/cost-by-job?days=90".to_string(),
     ];
     for query in &queries {
         let mut times = Vec::with_capacity(args.queries);
@@ -212,7 +231,7 @@ fn settings(common: &CommonArgs) -> anyhow::Result<Settings> {
     })
 }
 
-/// Writes `rows` FOCUS rows spread over the `days` before 2026-04-01; returns the file's size.
+/// Writes `rows` FOCUS rows spread over the `days` up to today; returns the file's size.
 fn generate(path: &std::path::Path, rows: usize, days: u32) -> anyhow::Result<u64> {
     let providers = [
         (
@@ -236,8 +255,7 @@ fn generate(path: &std::path::Path, rows: usize, days: u32) -> anyhow::Result<u6
         "europe-west1",
         "asia-east1",
     ];
-    let start = chrono::NaiveDate::from_ymd_opt(2026, 4, 1).unwrap_or_default()
-        - chrono::Days::new(u64::from(days.max(1)));
+    let start = chrono::Utc::now().date_naive() - chrono::Days::new(u64::from(days.max(1)) - 1);
     let mut rng = rand::rng();
     let file = std::fs::File::create(path)?;
     let mut out = csv::Writer::from_writer(std::io::BufWriter::with_capacity(1 << 20, file));

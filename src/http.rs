@@ -9,6 +9,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use tower::Layer;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{AppError, AppResult, FieldError, TRACE_ID};
@@ -17,7 +18,7 @@ use crate::state::AppState;
 /// Builds the whole HTTP application: API, docs, metrics, and the middleware around them.
 pub fn router(state: AppState) -> axum::Router {
     let (api, openapi) = crate::openapi::api_router(&state).split_for_parts();
-    axum::Router::new()
+    let routes = axum::Router::new()
         .merge(api)
         .merge(crate::openapi::docs_router(openapi))
         .fallback(not_found)
@@ -26,7 +27,30 @@ pub fn router(state: AppState) -> axum::Router {
             state.clone(),
             observe_request,
         ))
-        .with_state(state)
+        .with_state(state);
+    // The path is trimmed before routing, so the routes sit behind the trimming as the
+    // fallback of a bare router.
+    axum::Router::new()
+        .fallback_service(tower::util::MapRequestLayer::new(trim_trailing_slash).layer(routes))
+}
+
+/// `/api/v1/costs/` is `/api/v1/costs`: the seeds write lists with a trailing slash. (Swagger
+/// UI's `/docs/` is its own page.)
+fn trim_trailing_slash(mut request: Request) -> Request {
+    let path = request.uri().path();
+    if path.len() > 1 && path.ends_with('/') && path.starts_with("/api/") {
+        let trimmed = path.trim_end_matches('/');
+        let path_and_query = match request.uri().query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_string(),
+        };
+        let mut parts = request.uri().clone().into_parts();
+        parts.path_and_query = path_and_query.parse().ok();
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
 }
 
 /// Largest request body (the API routes; billing uploads have their own limit).

@@ -41,6 +41,8 @@ pub mod auth;
 pub mod backups;
 /// Billing imports (FOCUS and cloud exports) into cost records, and the billing cost queries.
 pub mod billing;
+/// Cost views: records with seed 000's filters, summaries, by date, seed 002's breakdown.
+pub mod costs;
 /// Cloud credentials, encrypted at rest.
 pub mod credentials;
 /// The dashboard: totals, costs, regions, provider health and recent activity.

@@ -30,7 +30,8 @@ use crate::state::AppState;
         (name = "backups", description = "Database backups (operator only)"),
         (name = "dashboard", description = "Totals, costs and health at a glance"),
         (name = "orchestration", description = "Work over many resources as one task"),
-        (name = "billing", description = "Billing imports and cost queries"),
+        (name = "billing", description = "Billing imports, cost records, cost queries and currency rates"),
+        (name = "costs", description = "Cost records and their sums, by day, period and group"),
         (name = "metrics", description = "Prometheus metrics"),
     )
 )]
@@ -76,6 +77,7 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::dashboard::router())
         .merge(crate::orchestrate::router())
         .merge(crate::billing::router())
+        .merge(crate::costs::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,

@@ -35,6 +35,7 @@ pub const COLUMNS: &[&str] = &[
     "resource_id",
     "resource_name",
     "resource_type",
+    "resource_group",
     "sku_id",
     "pricing_quantity",
     "pricing_unit",
@@ -215,7 +216,13 @@ impl Converter {
         let raw = match self.format {
             Format::Focus => COLUMNS
                 .iter()
-                .map(|c| self.get(record, &focus_name(c)).map(str::to_string))
+                .zip(focus_names())
+                .map(|(&c, name)| match c {
+                    // Not a FOCUS column: Microsoft's FOCUS exports name it as an extension.
+                    "resource_group" => self.get(record, "x_ResourceGroupName"),
+                    _ => self.get(record, name),
+                })
+                .map(|v| v.map(str::to_string))
                 .collect(),
             Format::AwsCur => self.aws(record)?,
             Format::Azure => self.azure(record)?,
@@ -239,7 +246,17 @@ impl Converter {
 
     /// A column's value: `None` when the column is absent, empty or the literal `NULL`.
     fn get<'r>(&self, record: &'r StringRecord, name: &str) -> Option<&'r str> {
-        let value = record.get(*self.index.get(&key(name))?)?.trim();
+        // Called for every column of every row: the loose name is made on the stack.
+        let mut buffer = [0u8; 256];
+        let mut len = 0;
+        for b in name.trim_start_matches('\u{feff}').bytes() {
+            if b.is_ascii_alphanumeric() {
+                *buffer.get_mut(len)? = b.to_ascii_lowercase();
+                len += 1;
+            }
+        }
+        let loose = std::str::from_utf8(&buffer[..len]).ok()?;
+        let value = record.get(*self.index.get(loose)?)?.trim();
         (!value.is_empty() && !value.eq_ignore_ascii_case("NULL")).then_some(value)
     }
 
@@ -441,6 +458,10 @@ impl Converter {
         );
         set("region_id", text(v("ResourceLocation")));
         set("resource_id", text(v("ResourceId")));
+        set(
+            "resource_group",
+            text(v("ResourceGroup").or(v("ResourceGroupName"))),
+        );
         set("resource_name", text(v("ResourceName")));
         set("sku_id", text(v("MeterId")));
         set("pricing_quantity", text(v("Quantity")));
@@ -778,6 +799,12 @@ fn mapping(file: &'static str) -> Mapping {
 }
 
 /// A column's FOCUS name: `billed_cost` is `BilledCost`, `sub_account_id` is `SubAccountId`.
+/// The FOCUS name of every column in [`COLUMNS`], made once.
+fn focus_names() -> &'static [String] {
+    static NAMES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| COLUMNS.iter().map(|c| focus_name(c)).collect())
+}
+
 fn focus_name(column: &str) -> String {
     column
         .split('_')

@@ -2,8 +2,10 @@
 //! queries of seed 001 (`/billing/costs`, `/billing/summary`), read from the daily rollup.
 
 pub mod accrue;
+pub mod currency;
 pub mod formats;
 pub mod import;
+pub mod records;
 pub mod rollup;
 
 use axum::extract::{FromRequest, Multipart, Request, State};
@@ -35,6 +37,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_import))
         .routes(routes!(costs))
         .routes(routes!(summary))
+        .merge(records::router())
+        .merge(currency::router())
 }
 
 /// The upload route: outside the 1 MiB body limit (and the idempotency buffer).
@@ -520,7 +524,7 @@ async fn costs(
 }
 
 /// Amounts in answers: to the hundred-millionth (the records keep every digit).
-fn round(amount: f64) -> f64 {
+pub(crate) fn round(amount: f64) -> f64 {
     (amount * 1e8).round() / 1e8
 }
 
@@ -584,7 +588,7 @@ async fn summary(
     let sums = sqlx::query!(
         r#"SELECT COALESCE(sum(billed_cost) FILTER (WHERE day >= $2 AND day <= $3), 0)::float8 AS "current!",
                   COALESCE(sum(billed_cost) FILTER (WHERE day >= $4 AND day < $2), 0)::float8 AS "last!"
-           FROM cost_daily WHERE tenant_id = $1 AND billing_currency = $5"#,
+           FROM cost_daily WHERE tenant_id = $1 AND billing_currency = $5 AND day >= $4"#,
         auth.tenant_id,
         this_month,
         today,

@@ -1,5 +1,7 @@
 //! The dashboard (seed 001): what a tenant runs, where, what it costs and how its providers
-//! are, in one answer.
+//! are, in one answer; and seed 000's cost dashboard ([`costs`]).
+
+pub mod costs;
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
@@ -19,6 +21,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(stats))
         .routes(routes!(trigger_sync))
+        .merge(costs::router())
 }
 
 /// Refresh every managed resource of every provider of the tenant and record drift (seed 001's

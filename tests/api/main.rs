@@ -7,6 +7,7 @@ mod backups;
 mod bad_input;
 mod billing;
 mod cloudflare;
+mod costs;
 mod credentials;
 mod dashboard;
 mod dns;

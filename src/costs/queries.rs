@@ -1,0 +1,375 @@
+//! The rollup queries the cost views and dashboards share. Each sums in Postgres per currency
+//! (exact decimals), and [`Money`] brings the sums into the answer's currency.
+
+use std::collections::BTreeMap;
+
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::CostGrouping;
+use crate::billing::currency::Money;
+
+/// Days from `start` to `end`, both included.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub start: NaiveDate,
+    pub end: NaiveDate,
+}
+
+impl Window {
+    pub fn new(start: NaiveDate, end: NaiveDate) -> Self {
+        Self { start, end }
+    }
+
+    /// The last `days` days, today (UTC) included.
+    pub fn last_days(days: i64) -> Self {
+        let end = Utc::now().date_naive();
+        Self::new(end - chrono::Days::new(days.max(1) as u64 - 1), end)
+    }
+
+    pub fn days(&self) -> i64 {
+        (self.end - self.start).num_days() + 1
+    }
+
+    /// The window of the same length just before this one.
+    pub fn previous(&self) -> Self {
+        let days = chrono::Days::new(self.days() as u64);
+        Self::new(self.start - days, self.end - days)
+    }
+}
+
+/// Seed 000's filters, every one a dimension of the rollup.
+#[derive(Debug, Clone, Default)]
+pub struct Filters {
+    pub workspace_id: Option<String>,
+    pub sku_name: Option<String>,
+    pub user_email: Option<String>,
+}
+
+impl Filters {
+    pub fn workspace(workspace_id: Option<String>) -> Self {
+        Self {
+            workspace_id,
+            ..Self::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Granularity {
+    Daily,
+    Weekly,
+    Monthly,
+}
+
+impl Granularity {
+    /// The `date_trunc` field: weeks start on Monday (ISO).
+    fn field(self) -> &'static str {
+        match self {
+            Self::Daily => "day",
+            Self::Weekly => "week",
+            Self::Monthly => "month",
+        }
+    }
+}
+
+/// Cost (in the answer's currency), DBUs and records.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sum {
+    pub cost: f64,
+    pub dbu: f64,
+    pub records: i64,
+}
+
+/// Sums per currency, as Postgres returned them.
+pub struct CurrencySums(Vec<(String, Sum)>);
+
+impl CurrencySums {
+    /// Everything that converts into the answer's currency; a charge that does not is left out
+    /// whole (cost, DBUs and records), and the note says so.
+    fn add_into(&self, total: &mut Sum, money: &mut Money) {
+        money.default_to(self.0.iter().map(|(c, s)| (c.as_str(), s.records)));
+        for (currency, sum) in &self.0 {
+            if let Some(cost) = money.convert(currency, sum.cost) {
+                total.cost += cost;
+                total.dbu += sum.dbu;
+                total.records += sum.records;
+            }
+        }
+    }
+}
+
+/// A period's sums with the first and last days that had charges.
+pub struct Totals {
+    sums: CurrencySums,
+    pub earliest: Option<NaiveDate>,
+    pub latest: Option<NaiveDate>,
+}
+
+impl Totals {
+    pub fn fold(&self, money: &mut Money) -> Sum {
+        let mut total = Sum::default();
+        self.sums.add_into(&mut total, money);
+        total
+    }
+}
+
+pub async fn totals(
+    db: &sqlx::PgPool,
+    tenant_id: Uuid,
+    window: &Window,
+    filters: &Filters,
+) -> sqlx::Result<Totals> {
+    let rows = sqlx::query!(
+        r#"SELECT billing_currency AS "currency!", sum(billed_cost)::float8 AS "cost!",
+                  sum(dbu_count)::float8 AS "dbu!", sum(records)::int8 AS "records!",
+                  min(day) AS "earliest!", max(day) AS "latest!"
+           FROM cost_daily
+           WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+             AND ($4::text IS NULL OR workspace_id = $4) AND ($5::text IS NULL OR sku_name = $5)
+             AND ($6::text IS NULL OR user_email = $6)
+           GROUP BY billing_currency"#,
+        tenant_id,
+        window.start,
+        window.end,
+        filters.workspace_id,
+        filters.sku_name,
+        filters.user_email
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(Totals {
+        earliest: rows.iter().map(|r| r.earliest).min(),
+        latest: rows.iter().map(|r| r.latest).max(),
+        sums: CurrencySums(
+            rows.into_iter()
+                .map(|r| {
+                    (
+                        r.currency,
+                        Sum {
+                            cost: r.cost,
+                            dbu: r.dbu,
+                            records: r.records,
+                        },
+                    )
+                })
+                .collect(),
+        ),
+    })
+}
+
+/// How many records match (from the rollup), over days that may be open-ended.
+pub async fn count(
+    db: &sqlx::PgPool,
+    tenant_id: Uuid,
+    start: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+    filters: &Filters,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(records), 0)::int8 AS "n!" FROM cost_daily
+           WHERE tenant_id = $1 AND ($2::date IS NULL OR day >= $2) AND ($3::date IS NULL OR day <= $3)
+             AND ($4::text IS NULL OR workspace_id = $4) AND ($5::text IS NULL OR sku_name = $5)
+             AND ($6::text IS NULL OR user_email = $6)"#,
+        tenant_id,
+        start,
+        end,
+        filters.workspace_id,
+        filters.sku_name,
+        filters.user_email
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Sums per period (its first day) and currency.
+pub struct Series(Vec<(NaiveDate, String, Sum)>);
+
+impl Series {
+    /// Per period, oldest first, in the answer's currency.
+    pub fn fold(&self, money: &mut Money) -> BTreeMap<NaiveDate, Sum> {
+        money.default_to(self.0.iter().map(|(_, c, s)| (c.as_str(), s.records)));
+        let mut periods = BTreeMap::<NaiveDate, Sum>::new();
+        for (period, currency, sum) in &self.0 {
+            if let Some(cost) = money.convert(currency, sum.cost) {
+                let total = periods.entry(*period).or_default();
+                total.cost += cost;
+                total.dbu += sum.dbu;
+                total.records += sum.records;
+            }
+        }
+        periods
+    }
+}
+
+pub async fn series(
+    db: &sqlx::PgPool,
+    tenant_id: Uuid,
+    window: &Window,
+    granularity: Granularity,
+    filters: &Filters,
+) -> sqlx::Result<Series> {
+    let rows = sqlx::query!(
+        r#"SELECT date_trunc($4, day::timestamp)::date AS "period!", billing_currency AS "currency!",
+                  sum(billed_cost)::float8 AS "cost!", sum(dbu_count)::float8 AS "dbu!",
+                  sum(records)::int8 AS "records!"
+           FROM cost_daily
+           WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+             AND ($5::text IS NULL OR workspace_id = $5)
+           GROUP BY 1, 2 ORDER BY 1, 2"#,
+        tenant_id,
+        window.start,
+        window.end,
+        granularity.field(),
+        filters.workspace_id
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(Series(
+        rows.into_iter()
+            .map(|r| {
+                (
+                    r.period,
+                    r.currency,
+                    Sum {
+                        cost: r.cost,
+                        dbu: r.dbu,
+                        records: r.records,
+                    },
+                )
+            })
+            .collect(),
+    ))
+}
+
+pub struct PeriodCategoryGroup {
+    pub period: NaiveDate,
+    pub currency: String,
+    pub category: String,
+    pub group: String,
+    pub cost: f64,
+    pub records: i64,
+}
+
+/// Cost per period, currency, service category and (optionally) a grouping.
+pub async fn by_period_category_and_group(
+    db: &sqlx::PgPool,
+    tenant_id: Uuid,
+    window: &Window,
+    granularity: Granularity,
+    group_by: Option<CostGrouping>,
+    filters: &Filters,
+) -> sqlx::Result<Vec<PeriodCategoryGroup>> {
+    let group = match group_by {
+        Some(CostGrouping::ResourceGroup) => "resource_group",
+        Some(CostGrouping::Service) => "service",
+        Some(CostGrouping::Location) => "location",
+        None => "",
+    };
+    sqlx::query_as!(
+        PeriodCategoryGroup,
+        r#"SELECT date_trunc($4, day::timestamp)::date AS "period!", billing_currency AS "currency!",
+                  service_category AS "category!",
+                  CASE $5 WHEN 'resource_group' THEN resource_group WHEN 'service' THEN service_name
+                          WHEN 'location' THEN region_id ELSE '' END AS "group!",
+                  sum(billed_cost)::float8 AS "cost!", sum(records)::int8 AS "records!"
+           FROM cost_daily
+           WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+             AND ($6::text IS NULL OR workspace_id = $6) AND ($7::text IS NULL OR sku_name = $7)
+             AND ($8::text IS NULL OR user_email = $8)
+           GROUP BY 1, 2, 3, 4 ORDER BY 1"#,
+        tenant_id,
+        window.start,
+        window.end,
+        granularity.field(),
+        group,
+        filters.workspace_id,
+        filters.sku_name,
+        filters.user_email
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The Databricks dimensions seed 000's dashboards rank by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dimension {
+    Workspace,
+    Sku,
+    User,
+    Job,
+}
+
+/// Sums per value of a dimension (records without one are under `""`), per currency.
+pub struct Ranking(Vec<(String, String, Sum)>);
+
+impl Ranking {
+    /// The values by cost, highest first, in the answer's currency; and the cost of records
+    /// with no value.
+    pub fn fold(&self, money: &mut Money) -> (Vec<(String, Sum)>, f64) {
+        money.default_to(self.0.iter().map(|(_, c, s)| (c.as_str(), s.records)));
+        let mut values = BTreeMap::<&str, Sum>::new();
+        for (value, currency, sum) in &self.0 {
+            if let Some(cost) = money.convert(currency, sum.cost) {
+                let total = values.entry(value).or_default();
+                total.cost += cost;
+                total.dbu += sum.dbu;
+                total.records += sum.records;
+            }
+        }
+        let unattributed = values.remove("").map_or(0.0, |s| s.cost);
+        let mut ranked: Vec<(String, Sum)> = values
+            .into_iter()
+            .map(|(v, s)| (v.to_string(), s))
+            .collect();
+        ranked.sort_by(|a, b| b.1.cost.total_cmp(&a.1.cost).then_with(|| a.0.cmp(&b.0)));
+        (ranked, unattributed)
+    }
+}
+
+pub async fn ranking(
+    db: &sqlx::PgPool,
+    tenant_id: Uuid,
+    window: &Window,
+    dimension: Dimension,
+) -> sqlx::Result<Ranking> {
+    let dimension = match dimension {
+        Dimension::Workspace => "workspace",
+        Dimension::Sku => "sku",
+        Dimension::User => "user",
+        Dimension::Job => "job",
+    };
+    let rows = sqlx::query!(
+        r#"SELECT CASE $4 WHEN 'workspace' THEN workspace_id WHEN 'sku' THEN sku_name
+                          WHEN 'user' THEN user_email ELSE job_id END AS "value!",
+                  billing_currency AS "currency!", sum(billed_cost)::float8 AS "cost!",
+                  sum(dbu_count)::float8 AS "dbu!", sum(records)::int8 AS "records!"
+           FROM cost_daily
+           WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
+           GROUP BY 1, 2"#,
+        tenant_id,
+        window.start,
+        window.end,
+        dimension
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(Ranking(
+        rows.into_iter()
+            .map(|r| {
+                (
+                    r.value,
+                    r.currency,
+                    Sum {
+                        cost: r.cost,
+                        dbu: r.dbu,
+                        records: r.records,
+                    },
+                )
+            })
+            .collect(),
+    ))
+}
