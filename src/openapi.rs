@@ -31,6 +31,8 @@ use crate::state::AppState;
         (name = "dashboard", description = "Totals, costs and health at a glance"),
         (name = "orchestration", description = "Work over many resources as one task"),
         (name = "billing", description = "Billing imports and cost queries"),
+        (name = "catalog", description = "Service categories and mappings, unmapped services, instance types and utilisation"),
+        (name = "workspaces", description = "Databricks workspaces"),
         (name = "metrics", description = "Prometheus metrics"),
     )
 )]
@@ -76,6 +78,8 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::dashboard::router())
         .merge(crate::orchestrate::router())
         .merge(crate::billing::router())
+        .merge(crate::catalog::router())
+        .merge(crate::workspaces::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,

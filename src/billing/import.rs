@@ -246,6 +246,7 @@ async fn settle(tx: &mut sqlx::PgConnection, id: Uuid, tenant_id: Uuid) -> Resul
     if let (Some(start), Some(end)) = (start, end) {
         super::rollup::recompute(&mut *tx, tenant_id, start, end).await?;
     }
+    crate::catalog::record_unmapped(&mut *tx, tenant_id, id).await?;
     Ok(replaced.n as u64)
 }
 
