@@ -41,6 +41,8 @@ pub mod auth;
 pub mod backups;
 /// Billing imports (FOCUS and cloud exports) into cost records, and the billing cost queries.
 pub mod billing;
+/// Catalogs: service categories and mappings, unmapped services, instance types, utilisation.
+pub mod catalog;
 /// Cost views: records with seed 000's filters, summaries, by date, seed 002's breakdown.
 pub mod costs;
 /// Cloud credentials, encrypted at rest.
@@ -69,6 +71,8 @@ pub mod settings;
 pub mod tasks;
 /// Tenants and their members.
 pub mod tenants;
+/// Databricks workspaces.
+pub mod workspaces;
 
 /// Benchmarks run by `strata bench`.
 pub mod bench;

@@ -32,6 +32,8 @@ use crate::state::AppState;
         (name = "orchestration", description = "Work over many resources as one task"),
         (name = "billing", description = "Billing imports, cost records, cost queries and currency rates"),
         (name = "costs", description = "Cost records and their sums, by day, period and group"),
+        (name = "catalog", description = "Service categories and mappings, unmapped services, instance types and utilisation"),
+        (name = "workspaces", description = "Databricks workspaces"),
         (name = "metrics", description = "Prometheus metrics"),
     )
 )]
@@ -78,6 +80,8 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
         .merge(crate::orchestrate::router())
         .merge(crate::billing::router())
         .merge(crate::costs::router())
+        .merge(crate::catalog::router())
+        .merge(crate::workspaces::router())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,

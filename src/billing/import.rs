@@ -5,8 +5,9 @@
 //! nothing behind.
 //!
 //! Speed comes from reading the rows once: while they stream to COPY they are matched to
-//! Strata's resources by their ResourceId and summed into the rollup, the totals and the
-//! periods, so nothing after the COPY reads them back (unless a re-import removed rows, whose
+//! Strata's resources by their ResourceId, given the tenant's own service categories, and
+//! summed into the rollup, the totals, the periods and the unmapped services, so nothing after
+//! the COPY reads them back (unless a re-import removed rows, whose
 //! days are then recomputed in SQL).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -26,6 +27,7 @@ use super::formats::{COLUMNS, Converter, Format};
 use super::rollup::{
     self, BILLED, CHARGE_START, CURRENCY, EFFECTIVE, LIST, RESOURCE_ID, Rollup, column,
 };
+use crate::catalog::services::{ServiceMappings, UnmappedSeen};
 use crate::jobs::{JobContext, JobError};
 use crate::state::AppState;
 
@@ -37,6 +39,8 @@ const BATCH_BYTES: usize = 256 * 1024;
 const CHARGE_END: usize = column("charge_period_end");
 const BILLING_PERIOD_START: usize = column("billing_period_start");
 const PROVIDER: usize = column("provider_name");
+const SERVICE: usize = column("service_name");
+const CATEGORY: usize = column("service_category");
 const ACCOUNT: usize = column("billing_account_id");
 
 struct Outcome {
@@ -61,6 +65,8 @@ struct Tally {
     /// (ProviderName, BillingAccountId, BillingPeriodStart), '' for a missing name.
     periods: HashSet<(String, String, Option<DateTime<Utc>>)>,
     last_period: Option<(String, String, Option<DateTime<Utc>>)>,
+    /// Services loaded with no category and no mapping of the tenant's.
+    unmapped: UnmappedSeen,
 }
 
 impl Tally {
@@ -221,6 +227,8 @@ async fn load(
     .into_iter()
     .map(|r| (r.cloud_id, r.id))
     .collect();
+    // So are the tenant's own service categories.
+    let mappings = ServiceMappings::load(&mut tx, tenant_id).await?;
     let mut copy = tx
         .copy_in_raw(&format!(
             "COPY cost_records (tenant_id, import_id, provider_id, resource_ref, {}) FROM STDIN WITH (FORMAT csv)",
@@ -236,8 +244,9 @@ async fn load(
         provider_id.map(|p| p.to_string()).unwrap_or_default(),
     ];
     let reader = SyncIoBridge::new(input);
-    let parsing =
-        tokio::task::spawn_blocking(move || convert(reader, asked, &prefix, &resources, &batches));
+    let parsing = tokio::task::spawn_blocking(move || {
+        convert(reader, asked, &prefix, &resources, &mappings, &batches)
+    });
 
     loop {
         tokio::select! {
@@ -322,6 +331,7 @@ async fn load(
     )
     .execute(&mut *tx)
     .await?;
+    crate::catalog::record_unmapped(&mut tx, tenant_id, id, &tally.unmapped).await?;
     tx.commit().await?;
     Ok(json!({
         "import_id": id, "format": format.as_str(), "rows_read": rows_read,
@@ -489,6 +499,7 @@ fn convert(
     asked: Option<Format>,
     prefix: &[String; 3],
     resources: &HashMap<String, Uuid>,
+    mappings: &ServiceMappings,
     batches: &mpsc::Sender<Vec<u8>>,
 ) -> Result<Outcome, String> {
     let mut buffered = BufReader::with_capacity(1 << 16, reader);
@@ -536,7 +547,22 @@ fn convert(
             Ok(true) => {
                 outcome.rows_read += 1;
                 match converter.convert(&record) {
-                    Ok(values) => {
+                    Ok(mut values) => {
+                        let service = values[SERVICE].as_deref().unwrap_or("");
+                        let provider = values[PROVIDER].as_deref().unwrap_or("");
+                        if let Some(category) = mappings.category(provider, service) {
+                            values[CATEGORY] = Some(category.to_string());
+                        } else if !service.is_empty()
+                            && matches!(values[CATEGORY].as_deref(), None | Some("" | "Other"))
+                        {
+                            let billed = values[BILLED].as_deref().and_then(rollup::parse);
+                            outcome.tally.unmapped.add(
+                                provider,
+                                service,
+                                values[CURRENCY].as_deref().unwrap_or(""),
+                                billed.unwrap_or_default(),
+                            );
+                        }
                         outcome.tally.add(&values);
                         resource_ref.clear();
                         if let Some(id) =

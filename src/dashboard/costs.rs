@@ -51,6 +51,8 @@ pub struct Overview {
     pub running_vms: i64,
     pub providers: i64,
     pub billing_imports: i64,
+    /// Databricks workspaces registered.
+    pub workspaces: i64,
     #[serde(flatten)]
     pub currency: CurrencyNote,
 }
@@ -80,7 +82,8 @@ async fn overview(
                   (SELECT count(*) FROM resources WHERE tenant_id = $1 AND kind = 'vm'
                       AND status = 'active' AND power_state = 'running') AS "running_vms!",
                   (SELECT count(*) FROM providers WHERE tenant_id = $1) AS "providers!",
-                  (SELECT count(*) FROM billing_imports WHERE tenant_id = $1) AS "imports!""#,
+                  (SELECT count(*) FROM billing_imports WHERE tenant_id = $1) AS "imports!",
+                  (SELECT count(*) FROM workspaces WHERE tenant_id = $1) AS "workspaces!""#,
         auth.tenant_id
     )
     .fetch_one(db)
@@ -96,6 +99,7 @@ async fn overview(
         running_vms: counts.running_vms,
         providers: counts.providers,
         billing_imports: counts.imports,
+        workspaces: counts.workspaces,
         currency: money.note(),
     }))
 }

@@ -242,6 +242,7 @@ async fn databricks_usage_fills_every_seed_000_cost_view() {
     let change = (cost - prev) as f64 / prev as f64 * 100.0;
     assert!((overview["cost_change_pct"].as_f64().unwrap() - change).abs() < 0.01);
     assert_eq!(overview["billing_imports"], 1);
+    assert_eq!(overview["workspaces"], 0);
 
     // /dashboard/cost-trend: weekly and monthly points add up to the period.
     for granularity in ["daily", "weekly", "monthly"] {
