@@ -466,7 +466,10 @@ impl ServiceMappings {
 /// The services an import loaded with no category (none, empty or `Other`) and no mapping:
 /// per provider and service, records and billed cost per currency. Counted while rows stream.
 #[derive(Default)]
-pub struct UnmappedSeen(HashMap<String, HashMap<String, BTreeMap<String, (i64, Decimal)>>>);
+pub struct UnmappedSeen(HashMap<String, HashMap<String, PerCurrency>>);
+
+/// Records and billed cost, by currency.
+type PerCurrency = BTreeMap<String, (i64, Decimal)>;
 
 impl UnmappedSeen {
     pub fn add(&mut self, provider: &str, service: &str, currency: &str, billed: Decimal) {
