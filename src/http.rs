@@ -323,12 +323,17 @@ impl<T> Page<T> {
 impl<T: Serialize> IntoResponse for Page<T> {
     fn into_response(self) -> Response {
         let total = self.total;
-        let mut response = axum::Json(self).into_response();
-        response
-            .headers_mut()
-            .insert("x-total-count", HeaderValue::from(total));
-        response
+        json_with_total(self, total)
     }
+}
+
+/// A list's answer: `body` as JSON, with `total` also in the `X-Total-Count` header.
+pub fn json_with_total(body: impl Serialize, total: i64) -> Response {
+    let mut response = axum::Json(body).into_response();
+    response
+        .headers_mut()
+        .insert("x-total-count", HeaderValue::from(total));
+    response
 }
 
 /// The answer to a DELETE: 204 when a row went, 404 when there was none (or not the caller's).

@@ -2,7 +2,7 @@
 //! time or in batches, read back over a window of days with their averages and peaks.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -194,11 +194,7 @@ pub struct UsageReport {
 impl IntoResponse for UsageReport {
     fn into_response(self) -> Response {
         let total = self.total;
-        let mut response = axum::Json(self).into_response();
-        response
-            .headers_mut()
-            .insert("x-total-count", HeaderValue::from(total));
-        response
+        crate::http::json_with_total(self, total)
     }
 }
 

@@ -6,7 +6,6 @@
 pub mod queries;
 
 use axum::extract::State;
-use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -106,11 +105,7 @@ pub struct CostList {
 impl IntoResponse for CostList {
     fn into_response(self) -> Response {
         let total = self.total;
-        let mut response = axum::Json(self).into_response();
-        response
-            .headers_mut()
-            .insert("x-total-count", HeaderValue::from(total));
-        response
+        crate::http::json_with_total(self, total)
     }
 }
 
