@@ -120,22 +120,22 @@ async fn put_rates(
 }
 
 async fn load_table(db: &sqlx::PgPool, tenant_id: Uuid) -> AppResult<CurrencyRates> {
-    let base = sqlx::query!(
-        "SELECT base_currency, updated_at FROM currency_bases WHERE tenant_id = $1",
-        tenant_id
-    )
-    .fetch_optional(db)
-    .await?;
-    let rates = sqlx::query!(
-        r#"SELECT currency, rate::float8 AS "rate!" FROM currency_rates WHERE tenant_id = $1"#,
+    // One query: every cost view asks.
+    let rows = sqlx::query!(
+        r#"SELECT b.base_currency, b.updated_at, r.currency AS "currency?", r.rate::float8 AS rate
+           FROM currency_bases b LEFT JOIN currency_rates r ON r.tenant_id = b.tenant_id
+           WHERE b.tenant_id = $1"#,
         tenant_id
     )
     .fetch_all(db)
     .await?;
     Ok(CurrencyRates {
-        base_currency: base.as_ref().map(|b| b.base_currency.clone()),
-        rates: rates.into_iter().map(|r| (r.currency, r.rate)).collect(),
-        updated_at: base.map(|b| b.updated_at),
+        base_currency: rows.first().map(|r| r.base_currency.clone()),
+        updated_at: rows.first().map(|r| r.updated_at),
+        rates: rows
+            .into_iter()
+            .filter_map(|r| Some((r.currency?, r.rate?)))
+            .collect(),
     })
 }
 

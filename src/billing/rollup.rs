@@ -31,14 +31,13 @@ pub async fn recompute(
     .await?;
     sqlx::query!(
         r#"INSERT INTO cost_daily (tenant_id, day, billing_currency, provider_name, service_name,
-                                  service_category, region_id, sub_account_id, resource_group,
-                                  charge_category, workspace_id, sku_name, user_email, job_id,
+                                  service_category, region_id, resource_group, workspace_id,
+                                  sku_name, user_email, job_id,
                                   billed_cost, effective_cost, list_cost, dbu_count, records)
            SELECT tenant_id, (charge_period_start AT TIME ZONE 'UTC')::date, billing_currency,
                   COALESCE(provider_name, ''), COALESCE(service_name, ''),
                   COALESCE(service_category, ''), COALESCE(region_id, ''),
-                  COALESCE(sub_account_id, ''), resource_group_of(resource_group, resource_id),
-                  COALESCE(charge_category, ''), COALESCE(workspace_id, ''),
+                  resource_group_of(resource_group, resource_id), COALESCE(workspace_id, ''),
                   COALESCE(sku_name, ''), COALESCE(user_email, ''), COALESCE(job_id, ''),
                   sum(billed_cost), COALESCE(sum(effective_cost), 0), COALESCE(sum(list_cost), 0),
                   COALESCE(sum(dbu_count), 0), count(*)
@@ -46,7 +45,7 @@ pub async fn recompute(
            WHERE tenant_id = $1
              AND charge_period_start >= ($2::date)::timestamp AT TIME ZONE 'UTC'
              AND charge_period_start < (($3::date) + 1)::timestamp AT TIME ZONE 'UTC'
-           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14"#,
+           GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"#,
         tenant_id,
         first,
         last
@@ -93,14 +92,12 @@ const RESOURCE_GROUP: usize = column("resource_group");
 const DBU: usize = column("dbu_count");
 
 /// The dimensions of a rollup row, in `cost_daily`'s column order after `day` and the currency.
-const DIMENSIONS: [usize; 10] = [
+const DIMENSIONS: [usize; 8] = [
     column("provider_name"),
     column("service_name"),
     column("service_category"),
     column("region_id"),
-    column("sub_account_id"),
     RESOURCE_GROUP,
-    column("charge_category"),
     column("workspace_id"),
     column("sku_name"),
     column("user_email"),
@@ -208,7 +205,7 @@ impl Rollup {
 
 /// The COPY statement [`Rollup::finish`]'s data is for (an empty field is '', not null).
 pub const COPY_DAILY: &str = "COPY cost_daily (tenant_id, day, billing_currency, provider_name, \
-     service_name, service_category, region_id, sub_account_id, resource_group, charge_category, \
+     service_name, service_category, region_id, resource_group, \
      workspace_id, sku_name, user_email, job_id, billed_cost, effective_cost, list_cost, dbu_count, \
      records) FROM STDIN WITH (FORMAT csv, NULL '\\N')";
 

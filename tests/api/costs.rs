@@ -558,7 +558,7 @@ async fn currencies_are_converted_with_the_rate_table_and_never_mixed_silently()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_lines_are_listed_by_account_and_date_and_read_one_by_one() {
     let app = TestApp::spawn_with_workers().await;
-    let (admin, _) = app.user("admin@example.com").await;
+    let (admin, tenant) = app.user("admin@example.com").await;
     import(&app, &admin, &focus_sample()).await;
 
     // Counted straight from the file.
@@ -602,6 +602,22 @@ async fn billing_lines_are_listed_by_account_and_date_and_read_one_by_one() {
     app.get("/api/v1/billing/not-a-number", &admin)
         .await
         .assert_status(StatusCode::BAD_REQUEST);
+
+    // A tenant deleted takes its records along (no foreign key does it: triggers do), and
+    // nobody else's.
+    let theirs = format!("BilledCost,BillingCurrency,ChargePeriodStart\n1.00,USD,{}\n", Utc::now().date_naive());
+    import(&app, &other, theirs.as_bytes()).await;
+    app.delete(&format!("/api/v1/tenants/{tenant}"), &admin)
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    let left: Vec<(uuid::Uuid, i64)> =
+        sqlx::query_as("SELECT tenant_id, count(*) FROM cost_records GROUP BY 1")
+            .fetch_all(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_ne!(left[0].0, tenant);
+    assert_eq!(left[0].1, 1);
 }
 
 /// The rollup an import builds while streaming is the one Postgres computes from the records.
@@ -633,12 +649,12 @@ async fn the_streamed_rollup_is_what_postgres_sums_from_the_records() {
     let snapshot = || async {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT concat_ws('|', day, billing_currency, provider_name, service_name,
-                    service_category, region_id, sub_account_id, resource_group, charge_category,
+                    service_category, region_id, resource_group,
                     workspace_id, sku_name, user_email, job_id, sum(billed_cost), sum(effective_cost),
                     sum(list_cost), sum(dbu_count), sum(records))
              FROM cost_daily
              GROUP BY day, billing_currency, provider_name, service_name, service_category, region_id,
-                      sub_account_id, resource_group, charge_category, workspace_id, sku_name,
+                      resource_group, workspace_id, sku_name,
                       user_email, job_id
              ORDER BY 1",
         )
