@@ -605,7 +605,10 @@ async fn billing_lines_are_listed_by_account_and_date_and_read_one_by_one() {
 
     // A tenant deleted takes its records along (no foreign key does it: triggers do), and
     // nobody else's.
-    let theirs = format!("BilledCost,BillingCurrency,ChargePeriodStart\n1.00,USD,{}\n", Utc::now().date_naive());
+    let theirs = format!(
+        "BilledCost,BillingCurrency,ChargePeriodStart\n1.00,USD,{}\n",
+        Utc::now().date_naive()
+    );
     import(&app, &other, theirs.as_bytes()).await;
     app.delete(&format!("/api/v1/tenants/{tenant}"), &admin)
         .await
