@@ -24,9 +24,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use uuid::Uuid;
 
 use super::formats::{COLUMNS, Converter, Format};
-use super::rollup::{
-    self, BILLED, CHARGE_START, CURRENCY, EFFECTIVE, LIST, RESOURCE_ID, Rollup, column,
-};
+use super::rollup::{self, Amounts, CHARGE_START, CURRENCY, RESOURCE_ID, Rollup, column};
 use crate::catalog::services::{ServiceMappings, UnmappedSeen};
 use crate::jobs::{JobContext, JobError};
 use crate::state::AppState;
@@ -77,8 +75,8 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, values: &[Option<String>]) {
-        self.rollup.add(values);
+    fn add(&mut self, values: &[Option<String>], amounts: &Amounts) {
+        self.rollup.add(values, amounts);
         let text = |i: usize| values[i].as_deref();
         let time = |i: usize| {
             text(i)
@@ -111,12 +109,14 @@ impl Tally {
             .totals
             .entry(text(CURRENCY).unwrap_or_default().to_string())
             .or_default();
-        for (total, i) in totals.iter_mut().zip([BILLED, EFFECTIVE, LIST]) {
-            if let Some(value) = text(i) {
-                match rollup::parse(value).and_then(|v| total.unwrap_or_default().checked_add(v)) {
+        for (total, amount) in totals.iter_mut().zip(amounts) {
+            match amount {
+                Ok(None) => {}
+                Ok(Some(v)) => match total.unwrap_or_default().checked_add(*v) {
                     Some(sum) => *total = Some(sum),
                     None => self.exact = false,
-                }
+                },
+                Err(()) => self.exact = false,
             }
         }
     }
@@ -548,6 +548,8 @@ fn convert(
                 outcome.rows_read += 1;
                 match converter.convert(&record) {
                     Ok(mut values) => {
+                        // Parsed once: the rollup, the totals and the unmapped services sum them.
+                        let amounts = rollup::amounts(&values);
                         let service = values[SERVICE].as_deref().unwrap_or("");
                         let provider = values[PROVIDER].as_deref().unwrap_or("");
                         if let Some(category) = mappings.category(provider, service) {
@@ -555,7 +557,7 @@ fn convert(
                         } else if !service.is_empty()
                             && matches!(values[CATEGORY].as_deref(), None | Some("" | "Other"))
                         {
-                            let billed = values[BILLED].as_deref().and_then(rollup::parse);
+                            let billed = amounts[0].ok().flatten();
                             outcome.tally.unmapped.add(
                                 provider,
                                 service,
@@ -563,7 +565,7 @@ fn convert(
                                 billed.unwrap_or_default(),
                             );
                         }
-                        outcome.tally.add(&values);
+                        outcome.tally.add(&values, &amounts);
                         resource_ref.clear();
                         if let Some(id) =
                             values[RESOURCE_ID].as_ref().and_then(|r| resources.get(r))

@@ -129,8 +129,9 @@ pub struct Rollup {
 const SEPARATOR: char = '\u{1f}';
 
 impl Rollup {
-    /// Adds one converted row (values in [`COLUMNS`] order, already validated).
-    pub fn add(&mut self, values: &[Option<String>]) {
+    /// Adds one converted row (values in [`COLUMNS`] order, already validated) with its
+    /// [`amounts`].
+    pub fn add(&mut self, values: &[Option<String>], amounts: &Amounts) {
         if self.unusable {
             return;
         }
@@ -163,15 +164,16 @@ impl Rollup {
             Some(sums) => sums,
             None => self.rows.entry(key.clone()).or_default(),
         };
-        let add = |sum: &mut Decimal, i: usize| match values[i].as_deref().map(parse) {
-            None => true,
-            Some(Some(v)) => sum.checked_add(v).map(|s| *sum = s).is_some(),
-            Some(None) => false,
+        let add = |sum: &mut Decimal, amount: &Result<Option<Decimal>, ()>| match amount {
+            Ok(None) => true,
+            Ok(Some(v)) => sum.checked_add(*v).map(|s| *sum = s).is_some(),
+            Err(()) => false,
         };
-        let ok = add(&mut sums.billed, BILLED)
-            & add(&mut sums.effective, EFFECTIVE)
-            & add(&mut sums.list, LIST)
-            & add(&mut sums.dbu, DBU);
+        let [billed, effective, list, dbu] = amounts;
+        let ok = add(&mut sums.billed, billed)
+            & add(&mut sums.effective, effective)
+            & add(&mut sums.list, list)
+            & add(&mut sums.dbu, dbu);
         sums.records += 1;
         if !ok {
             self.give_up();
@@ -208,6 +210,17 @@ pub const COPY_DAILY: &str = "COPY cost_daily (tenant_id, day, billing_currency,
      service_name, service_category, region_id, resource_group, \
      workspace_id, sku_name, user_email, job_id, billed_cost, effective_cost, list_cost, dbu_count, \
      records) FROM STDIN WITH (FORMAT csv, NULL '\\N')";
+
+/// A row's billed, effective and list cost and DBUs, parsed once for everything that sums them:
+/// `Ok(None)` where the row has none, `Err` where it is beyond exact decimals.
+pub type Amounts = [Result<Option<Decimal>, ()>; 4];
+
+pub fn amounts(values: &[Option<String>]) -> Amounts {
+    [BILLED, EFFECTIVE, LIST, DBU].map(|i| match values[i].as_deref() {
+        None => Ok(None),
+        Some(amount) => parse(amount).map(Some).ok_or(()),
+    })
+}
 
 /// An amount as the converter wrote it (digits, a point, perhaps an exponent).
 pub fn parse(amount: &str) -> Option<Decimal> {
@@ -275,9 +288,14 @@ mod tests {
             values
         };
         let mut rollup = Rollup::default();
-        rollup.add(&row("2026-01-01T23:00:00+00:00", "0.1"));
-        rollup.add(&row("2026-01-01T01:00:00+00:00", "0.2"));
-        rollup.add(&row("2026-01-02T00:00:00+00:00", "1"));
+        for (start, cost) in [
+            ("2026-01-01T23:00:00+00:00", "0.1"),
+            ("2026-01-01T01:00:00+00:00", "0.2"),
+            ("2026-01-02T00:00:00+00:00", "1"),
+        ] {
+            let values = row(start, cost);
+            rollup.add(&values, &amounts(&values));
+        }
         let data = String::from_utf8(rollup.finish(Uuid::nil()).unwrap()).unwrap();
         let mut lines: Vec<&str> = data.lines().collect();
         lines.sort();
@@ -290,11 +308,10 @@ mod tests {
         assert!(lines[1].ends_with(",1,0,0,15,1"), "{}", lines[1]);
 
         let mut huge = Rollup::default();
-        huge.add(&row(
-            "2026-01-01T00:00:00+00:00",
-            "79228162514264337593543950335",
-        ));
-        huge.add(&row("2026-01-01T00:00:00+00:00", "1"));
+        for cost in ["79228162514264337593543950335", "1"] {
+            let values = row("2026-01-01T00:00:00+00:00", cost);
+            huge.add(&values, &amounts(&values));
+        }
         assert!(huge.finish(Uuid::nil()).is_none());
     }
 }
