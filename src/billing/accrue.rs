@@ -24,7 +24,9 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     .fetch_all(&mut *tx)
     .await?;
     let ids: Vec<uuid::Uuid> = running.iter().map(|r| r.id).collect();
-    let accrued = sqlx::query!(
+    // The current hour's record of a resource grows; the resources' locks above keep two runs
+    // from making the same hour's record twice.
+    let accrued = sqlx::query_scalar!(
         r#"WITH hours AS (
                SELECT r.id, r.tenant_id, r.provider_id, p.provider_type, r.kind, r.name, r.region,
                       r.cloud_id, r.cost_per_hour::numeric AS price,
@@ -36,35 +38,46 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
                    date_trunc('hour', COALESCE(r.cost_accrued_until, r.created_at)),
                    $2::timestamptz, interval '1 hour') AS h
                WHERE r.id = ANY($1) AND h < $2
+           ), grown AS (
+               UPDATE cost_records c
+               SET billed_cost = c.billed_cost + h.price * h.hours,
+                   effective_cost = c.effective_cost + h.price * h.hours,
+                   list_cost = c.list_cost + h.price * h.hours,
+                   pricing_quantity = c.pricing_quantity + h.hours,
+                   consumed_quantity = c.consumed_quantity + h.hours
+               FROM hours h
+               WHERE c.tenant_id = $3 AND c.import_id IS NULL AND h.hours > 0
+                 AND c.resource_ref = h.id AND c.charge_period_start = h.hour_start
+               RETURNING c.resource_ref, c.charge_period_start
+           ), added AS (
+               INSERT INTO cost_records (tenant_id, provider_id, resource_ref, billed_cost, effective_cost,
+                                         list_cost, billing_currency, charge_period_start, charge_period_end,
+                                         billing_period_start, billing_period_end, charge_category,
+                                         charge_description, provider_name, service_name, service_category,
+                                         region_id, resource_id, resource_name, resource_type,
+                                         pricing_quantity, pricing_unit, consumed_quantity, consumed_unit)
+               SELECT tenant_id, provider_id, id, price * hours, price * hours, price * hours, 'USD',
+                      hour_start, hour_start + interval '1 hour',
+                      date_trunc('month', hour_start), date_trunc('month', hour_start) + interval '1 month',
+                      'Usage', 'Strata ' || kind || ' ' || name, provider_type,
+                      CASE kind WHEN 'cluster' THEN 'Kubernetes' WHEN 'storage' THEN 'Storage'
+                                WHEN 'network' THEN 'Networking' ELSE 'Virtual Machines' END,
+                      CASE kind WHEN 'storage' THEN 'Storage' WHEN 'network' THEN 'Networking'
+                                ELSE 'Compute' END,
+                      region, cloud_id, name, kind, hours, 'Hours', hours, 'Hours'
+               FROM hours h
+               WHERE hours > 0 AND NOT EXISTS (
+                   SELECT 1 FROM grown g
+                   WHERE g.resource_ref = h.id AND g.charge_period_start = h.hour_start)
+               RETURNING 1
            )
-           INSERT INTO cost_records (tenant_id, provider_id, resource_ref, billed_cost, effective_cost,
-                                     list_cost, billing_currency, charge_period_start, charge_period_end,
-                                     billing_period_start, billing_period_end, charge_category,
-                                     charge_description, provider_name, service_name, service_category,
-                                     region_id, resource_id, resource_name, resource_type,
-                                     pricing_quantity, pricing_unit, consumed_quantity, consumed_unit)
-           SELECT tenant_id, provider_id, id, price * hours, price * hours, price * hours, 'USD',
-                  hour_start, hour_start + interval '1 hour',
-                  date_trunc('month', hour_start), date_trunc('month', hour_start) + interval '1 month',
-                  'Usage', 'Strata ' || kind || ' ' || name, provider_type,
-                  CASE kind WHEN 'cluster' THEN 'Kubernetes' WHEN 'storage' THEN 'Storage'
-                            WHEN 'network' THEN 'Networking' ELSE 'Virtual Machines' END,
-                  CASE kind WHEN 'storage' THEN 'Storage' WHEN 'network' THEN 'Networking'
-                            ELSE 'Compute' END,
-                  region, cloud_id, name, kind, hours, 'Hours', hours, 'Hours'
-           FROM hours WHERE hours > 0
-           ON CONFLICT (resource_ref, charge_period_start) WHERE import_id IS NULL DO UPDATE
-           SET billed_cost = cost_records.billed_cost + EXCLUDED.billed_cost,
-               effective_cost = cost_records.effective_cost + EXCLUDED.effective_cost,
-               list_cost = cost_records.list_cost + EXCLUDED.list_cost,
-               pricing_quantity = cost_records.pricing_quantity + EXCLUDED.pricing_quantity,
-               consumed_quantity = cost_records.consumed_quantity + EXCLUDED.consumed_quantity"#,
+           SELECT (SELECT count(*) FROM grown) + (SELECT count(*) FROM added) AS "n!""#,
         &ids,
-        now
+        now,
+        ctx.tenant_id
     )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    .fetch_one(&mut *tx)
+    .await?;
     // Every live resource is accounted to now: a stopped one's time costs nothing.
     sqlx::query!(
         "UPDATE resources SET cost_accrued_until = $2

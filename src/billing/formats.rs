@@ -2,10 +2,15 @@
 //! header. Each row becomes the values of [`COLUMNS`] (text, `None` for null), checked and
 //! normalised: amounts exact as written, times in RFC 3339 UTC, tags a JSON object.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, Utc};
 use csv::StringRecord;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// A converted value: text, `None` for null.
+pub type Field<'r> = Option<Cow<'r, str>>;
 
 /// The cost record columns an import fills, in the order they are copied.
 pub const COLUMNS: &[&str] = &[
@@ -52,11 +57,17 @@ pub const COLUMNS: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub enum Kind {
     Text,
     Amount,
     Time,
     Tags,
+}
+
+/// The kind of each of [`COLUMNS`].
+pub fn kinds() -> &'static [Kind] {
+    static KINDS: std::sync::OnceLock<Vec<Kind>> = std::sync::OnceLock::new();
+    KINDS.get_or_init(|| COLUMNS.iter().map(|c| kind_of(c)).collect())
 }
 
 fn kind_of(column: &str) -> Kind {
@@ -157,6 +168,8 @@ pub struct Converter {
     index: std::collections::HashMap<String, usize>,
     /// CUR's `resourceTags/user:team` columns: (tag key, position).
     tag_columns: Vec<(String, usize)>,
+    /// FOCUS: each of [`COLUMNS`]' position in the header, found once rather than per row.
+    focus_positions: Vec<Option<usize>>,
 }
 
 impl Converter {
@@ -175,10 +188,20 @@ impl Converter {
                     .map(|tag| (tag.strip_prefix("user:").unwrap_or(tag).to_string(), i))
             })
             .collect();
+        let focus_positions = COLUMNS
+            .iter()
+            .zip(focus_names())
+            .map(|(&column, name)| match column {
+                // Not a FOCUS column: Microsoft's FOCUS exports name it as an extension.
+                "resource_group" => index.get(&key("x_ResourceGroupName")).copied(),
+                _ => index.get(&key(name)).copied(),
+            })
+            .collect();
         let converter = Self {
             format,
             index,
             tag_columns,
+            focus_positions,
         };
         let required: &[&str] = match format {
             Format::Focus => &["BilledCost", "BillingCurrency", "ChargePeriodStart"],
@@ -211,30 +234,29 @@ impl Converter {
         Ok(converter)
     }
 
-    /// The row's values, or why it cannot be loaded.
-    pub fn convert(&self, record: &StringRecord) -> Result<Vec<Option<String>>, String> {
-        let raw = match self.format {
-            Format::Focus => COLUMNS
+    /// The row's values, or why it cannot be loaded. FOCUS values are borrowed from the record
+    /// where normalising leaves them as written (most are): no copy per field.
+    pub fn convert<'r>(&self, record: &'r StringRecord) -> Result<Vec<Field<'r>>, String> {
+        let owned = |row: Vec<Option<String>>| -> Vec<Field<'r>> {
+            row.into_iter().map(|v| v.map(Cow::Owned)).collect()
+        };
+        let raw: Vec<Field<'r>> = match self.format {
+            Format::Focus => self
+                .focus_positions
                 .iter()
-                .zip(focus_names())
-                .map(|(&c, name)| match c {
-                    // Not a FOCUS column: Microsoft's FOCUS exports name it as an extension.
-                    "resource_group" => self.get(record, "x_ResourceGroupName"),
-                    _ => self.get(record, name),
-                })
-                .map(|v| v.map(str::to_string))
+                .map(|&at| value(record, at?).map(Cow::Borrowed))
                 .collect(),
-            Format::AwsCur => self.aws(record)?,
-            Format::Azure => self.azure(record)?,
-            Format::Oci => self.oci(record)?,
-            Format::Gcp => self.gcp(record)?,
-            Format::Databricks => self.databricks(record)?,
+            Format::AwsCur => owned(self.aws(record)?),
+            Format::Azure => owned(self.azure(record)?),
+            Format::Oci => owned(self.oci(record)?),
+            Format::Gcp => owned(self.gcp(record)?),
+            Format::Databricks => owned(self.databricks(record)?),
         };
         let mut values = Vec::with_capacity(COLUMNS.len());
-        for (column, raw) in COLUMNS.iter().zip(raw) {
+        for ((column, &kind), raw) in COLUMNS.iter().zip(kinds()).zip(raw) {
             let value = match raw {
                 None => None,
-                Some(raw) => Some(normalise(column, &raw)?),
+                Some(raw) => Some(normalise(column, kind, raw)?),
             };
             if value.is_none() && REQUIRED.contains(column) {
                 return Err(format!("{} is empty", focus_name(column)));
@@ -256,8 +278,7 @@ impl Converter {
             }
         }
         let loose = std::str::from_utf8(&buffer[..len]).ok()?;
-        let value = record.get(*self.index.get(loose)?)?.trim();
-        (!value.is_empty() && !value.eq_ignore_ascii_case("NULL")).then_some(value)
+        value(record, *self.index.get(loose)?)
     }
 
     /// AWS CUR to FOCUS, after focus_converters' `aws-cur` rules.
@@ -738,6 +759,12 @@ fn empty_row() -> Vec<Option<String>> {
     vec![None; COLUMNS.len()]
 }
 
+/// The field at a position: `None` when it is absent, empty or the literal `NULL`.
+fn value(record: &StringRecord, at: usize) -> Option<&str> {
+    let value = record.get(at)?.trim();
+    (!value.is_empty() && !value.eq_ignore_ascii_case("NULL")).then_some(value)
+}
+
 fn set_column(row: &mut [Option<String>], column: &str, value: Option<String>) {
     if let Some(at) = COLUMNS.iter().position(|c| *c == column) {
         row[at] = value;
@@ -818,17 +845,74 @@ fn focus_name(column: &str) -> String {
         .collect()
 }
 
-fn normalise(column: &str, raw: &str) -> Result<String, String> {
-    match kind_of(column) {
-        Kind::Text => Ok(raw.to_string()),
-        Kind::Amount => amount(raw)
-            .map(str::to_string)
-            .ok_or_else(|| format!("{} is not a number: {raw:?}", focus_name(column))),
-        Kind::Time => time(raw)
-            .map(|t| t.to_rfc3339())
+fn normalise<'r>(column: &str, kind: Kind, raw: Cow<'r, str>) -> Result<Cow<'r, str>, String> {
+    match kind {
+        // Postgres text holds no NUL; the row is refused rather than the whole import failing.
+        Kind::Text if raw.contains('\0') => {
+            Err(format!("{} holds a NUL character", focus_name(column)))
+        }
+        Kind::Text => Ok(raw),
+        Kind::Amount => match amount(&raw) {
+            Some(_) => Ok(raw),
+            None => Err(format!("{} is not a number: {raw:?}", focus_name(column))),
+        },
+        // UTC as `2024-09-18 22:00:00` (or with `T`, `Z`) stays as written.
+        Kind::Time if plain_utc_time(&raw).is_some() => Ok(raw),
+        Kind::Time => time(&raw)
+            .map(|t| Cow::Owned(rfc3339(t)))
             .ok_or_else(|| format!("{} is not a time: {raw:?}", focus_name(column))),
-        Kind::Tags => Ok(tags(raw).to_string()),
+        Kind::Tags => Ok(Cow::Owned(tags(&raw).to_string())),
     }
+}
+
+/// A time as RFC 3339 in UTC, as `DateTime::to_rfc3339` writes it (`2024-09-18T22:00:00+00:00`,
+/// with a fraction if any), without its general formatting machinery: every row has four.
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    use chrono::Timelike;
+    let (date, clock) = (time.date_naive(), time.time());
+    if !(0..=9999).contains(&date.year()) || clock.nanosecond() != 0 {
+        return time.to_rfc3339();
+    }
+    let mut out = String::with_capacity(25);
+    let mut digits = |n: u32, width: u32, after: &str| {
+        for place in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u32.pow(place) % 10) as u8));
+        }
+        out.push_str(after);
+    };
+    digits(date.year() as u32, 4, "-");
+    digits(date.month(), 2, "-");
+    digits(date.day(), 2, "T");
+    digits(clock.hour(), 2, ":");
+    digits(clock.minute(), 2, ":");
+    digits(clock.second(), 2, "");
+    out.push_str("+00:00");
+    out
+}
+
+/// `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS`, optionally followed by `Z` or `+00:00`: what
+/// nearly every export writes, read by position; anything else goes the general way.
+fn plain_utc_time(raw: &str) -> Option<DateTime<Utc>> {
+    let b = raw.as_bytes();
+    if b.len() < 19 || !matches!(&b[19..], b"" | b"Z" | b"+00:00") {
+        return None;
+    }
+    let digits = |range: std::ops::Range<usize>| {
+        b[range].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b' ' | b'T')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(digits(0..4)? as i32, digits(5..7)?, digits(8..10)?)?;
+    let clock = chrono::NaiveTime::from_hms_opt(digits(11..13)?, digits(14..16)?, digits(17..19)?)?;
+    Some(date.and_time(clock).and_utc())
 }
 
 /// A decimal number as written (digits, one point, an exponent), kept exact.
@@ -844,7 +928,11 @@ pub fn amount(raw: &str) -> Option<&str> {
         && fraction.bytes().all(|b| b.is_ascii_digit());
     let valid_exponent = exponent.is_none_or(|e| {
         let e = e.strip_prefix(['-', '+']).unwrap_or(e);
-        !e.is_empty() && e.len() <= 4 && e.bytes().all(|b| b.is_ascii_digit())
+        // Postgres reads exponents up to 1000.
+        !e.is_empty()
+            && e.len() <= 4
+            && e.bytes().all(|b| b.is_ascii_digit())
+            && e.parse::<u32>().is_ok_and(|e| e <= 1000)
     });
     (valid_mantissa && valid_exponent).then_some(raw)
 }
@@ -852,6 +940,9 @@ pub fn amount(raw: &str) -> Option<&str> {
 /// The times real exports write: RFC 3339, `2024-09-01 00:00:00` (UTC), with fractions, a
 /// bare date, and Azure's `9/2/2023`.
 pub fn time(raw: &str) -> Option<DateTime<Utc>> {
+    if let Some(t) = plain_utc_time(raw) {
+        return Some(t);
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
         return Some(t.with_timezone(&Utc));
     }
@@ -921,19 +1012,18 @@ mod tests {
         assert_eq!(Format::detect(&header), Some(Format::AwsCur));
         let converter = Converter::new(Format::AwsCur, &header).unwrap();
         let column = |name: &str| COLUMNS.iter().position(|c| *c == name).unwrap();
-        let row = converter
-            .convert(&StringRecord::from(vec![
-                "SavingsPlanRecurringFee",
-                "10.00",
-                "USD",
-                "2023-11-01T00:00:00.000Z",
-                "3",
-                "0.1",
-                "10.00",
-                "7.25",
-                "web",
-            ]))
-            .unwrap();
+        let record = StringRecord::from(vec![
+            "SavingsPlanRecurringFee",
+            "10.00",
+            "USD",
+            "2023-11-01T00:00:00.000Z",
+            "3",
+            "0.1",
+            "10.00",
+            "7.25",
+            "web",
+        ]);
+        let row = converter.convert(&record).unwrap();
         assert_eq!(row[column("effective_cost")].as_deref(), Some("2.75"));
         assert_eq!(row[column("list_cost")].as_deref(), Some("0.3"));
         assert_eq!(row[column("charge_category")].as_deref(), Some("Purchase"));
@@ -947,7 +1037,10 @@ mod tests {
         let values = Converter::new(format, &header)
             .unwrap()
             .convert(&StringRecord::from(row.to_vec()))
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|v| v.map(Cow::into_owned))
+            .collect();
         (format, values)
     }
 
@@ -1056,12 +1149,7 @@ mod tests {
                 Some("ana@example.com")
             )
         );
-        let unpriced = Converter::new(
-            Format::Databricks,
-            &StringRecord::from(header[..7].to_vec()),
-        )
-        .unwrap()
-        .convert(&StringRecord::from(vec![
+        let unpriced_record = StringRecord::from(vec![
             "acc",
             "123",
             "SKU",
@@ -1069,7 +1157,13 @@ mod tests {
             "4",
             "{}",
             "{}",
-        ]));
+        ]);
+        let unpriced = Converter::new(
+            Format::Databricks,
+            &StringRecord::from(header[..7].to_vec()),
+        )
+        .unwrap()
+        .convert(&unpriced_record);
         assert!(unpriced.unwrap_err().contains("list_prices"));
     }
 
@@ -1079,7 +1173,7 @@ mod tests {
         assert_eq!(amount("-12.5"), Some("-12.5"));
         assert_eq!(amount("1.5E-7"), Some("1.5E-7"));
         assert_eq!(amount(".5"), Some(".5"));
-        for bad in ["", ".", "NaN", "inf", "1,5", "12a", "1e", "--1"] {
+        for bad in ["", ".", "NaN", "inf", "1,5", "12a", "1e", "--1", "1e1001"] {
             assert_eq!(amount(bad), None, "{bad}");
         }
     }
@@ -1094,12 +1188,24 @@ mod tests {
             "2024-09-19T00:00:00+02:00",
         ] {
             assert_eq!(time(raw).unwrap().to_rfc3339(), expect, "{raw}");
+            assert_eq!(rfc3339(time(raw).unwrap()), expect, "{raw}");
         }
         assert_eq!(
             time("9/2/2023").unwrap().to_rfc3339(),
             "2023-09-02T00:00:00+00:00"
         );
         assert!(time("yesterday").is_none());
+        for bad in [
+            "2024-13-01 00:00:00",
+            "2024-02-30T00:00:00Z",
+            "2024-09-18 25:00:00",
+        ] {
+            assert!(time(bad).is_none(), "{bad}");
+        }
+        assert_eq!(
+            rfc3339(time("0987-01-02T03:04:05.25Z").unwrap()),
+            "0987-01-02T03:04:05.250+00:00"
+        );
     }
 
     #[test]
@@ -1126,20 +1232,20 @@ mod tests {
         ]);
         assert_eq!(Format::detect(&header), Some(Format::Focus));
         let converter = Converter::new(Format::Focus, &header).unwrap();
-        let row = converter
-            .convert(&StringRecord::from(vec![
-                "1.25",
-                "USD",
-                "2024-09-01 00:00:00",
-                "NULL",
-                "NULL",
-            ]))
-            .unwrap();
+        let record = StringRecord::from(vec!["1.25", "USD", "2024-09-01 00:00:00", "NULL", "NULL"]);
+        let row = converter.convert(&record).unwrap();
         assert_eq!(row[0].as_deref(), Some("1.25"));
+        // A UTC time stays as written; others become RFC 3339 in UTC.
+        assert_eq!(row[5].as_deref(), Some("2024-09-01 00:00:00"));
+        let record = StringRecord::from(vec!["1", "USD", "2024-09-01T02:00:00+02:00", "", ""]);
+        let row = converter.convert(&record).unwrap();
         assert_eq!(row[5].as_deref(), Some("2024-09-01T00:00:00+00:00"));
         assert!(row[COLUMNS.iter().position(|c| *c == "service_name").unwrap()].is_none());
-        let missing = converter.convert(&StringRecord::from(vec!["", "USD", "2024-09-01", "", ""]));
-        assert_eq!(missing, Err("BilledCost is empty".to_string()));
+        let missing = StringRecord::from(vec!["", "USD", "2024-09-01", "", ""]);
+        assert_eq!(
+            converter.convert(&missing),
+            Err("BilledCost is empty".to_string())
+        );
         assert!(Converter::new(Format::Focus, &StringRecord::from(vec!["BilledCost"])).is_err());
     }
 }

@@ -23,8 +23,9 @@ use tokio::sync::mpsc;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 use uuid::Uuid;
 
-use super::formats::{COLUMNS, Converter, Format};
-use super::rollup::{self, Amounts, CHARGE_START, CURRENCY, RESOURCE_ID, Rollup, column};
+use super::binary_copy::{self, Tuples};
+use super::formats::{COLUMNS, Converter, Field, Format, Kind, kinds};
+use super::rollup::{self, Amounts, CURRENCY, RESOURCE_ID, Rollup, column};
 use crate::catalog::services::{ServiceMappings, UnmappedSeen};
 use crate::jobs::{JobContext, JobError};
 use crate::state::AppState;
@@ -34,8 +35,12 @@ const EXAMPLES: usize = 20;
 /// Bytes of COPY data sent at once.
 const BATCH_BYTES: usize = 256 * 1024;
 
-const CHARGE_END: usize = column("charge_period_end");
-const BILLING_PERIOD_START: usize = column("billing_period_start");
+// [`Times`] are the time columns in their order.
+const _: () = assert!(
+    column("charge_period_start") < column("charge_period_end")
+        && column("charge_period_end") < column("billing_period_start")
+        && column("billing_period_start") < column("billing_period_end")
+);
 const PROVIDER: usize = column("provider_name");
 const SERVICE: usize = column("service_name");
 const CATEGORY: usize = column("service_category");
@@ -75,24 +80,20 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, values: &[Option<String>], amounts: &Amounts) {
+    /// Adds a loaded row: its values, [`rollup::amounts`] and times (as [`write_tuple`] read
+    /// them: charge period start and end, billing period start and end).
+    fn add(&mut self, values: &[Field<'_>], amounts: &Amounts, times: &Times) {
         self.rollup.add(values, amounts);
         let text = |i: usize| values[i].as_deref();
-        let time = |i: usize| {
-            text(i)
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.to_utc())
-        };
-        let start = time(CHARGE_START);
+        let [start, end, period, _] = *times;
         self.first_charge = match (self.first_charge, start) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
         self.last_charge = self.last_charge.max(start);
-        self.period_end = self.period_end.max(time(CHARGE_END).or(start));
+        self.period_end = self.period_end.max(end.or(start));
         // Rows of one period come together: the set is only asked when the period changes.
         let (provider, account) = (text(PROVIDER).unwrap_or(""), text(ACCOUNT).unwrap_or(""));
-        let period = time(BILLING_PERIOD_START);
         let same = self
             .last_period
             .as_ref()
@@ -105,10 +106,13 @@ impl Tally {
         if !self.exact {
             return;
         }
-        let totals = self
-            .totals
-            .entry(text(CURRENCY).unwrap_or_default().to_string())
-            .or_default();
+        let currency = text(CURRENCY).unwrap_or_default();
+        if !self.totals.contains_key(currency) {
+            self.totals.insert(currency.to_string(), Default::default());
+        }
+        let Some(totals) = self.totals.get_mut(currency) else {
+            return;
+        };
         for (total, amount) in totals.iter_mut().zip(amounts) {
             match amount {
                 Ok(None) => {}
@@ -229,20 +233,29 @@ async fn load(
     .collect();
     // So are the tenant's own service categories.
     let mappings = ServiceMappings::load(&mut tx, tenant_id).await?;
+    // The rows go to a table of the import's own, made in this transaction (so FREEZE: no
+    // later pass has to mark them visible) and indexed and attached once they are in.
+    let table = sqlx::query_scalar!(
+        r#"SELECT cost_records_import_table($1, $2) AS "table!""#,
+        tenant_id,
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
     let mut copy = tx
         .copy_in_raw(&format!(
-            "COPY cost_records (tenant_id, import_id, provider_id, resource_ref, {}) FROM STDIN WITH (FORMAT csv)",
+            "COPY {table} (tenant_id, import_id, provider_id, resource_ref, {}) FROM STDIN WITH (FORMAT binary, FREEZE)",
             COLUMNS.join(", ")
         ))
         .await?;
 
     // CSV is read and converted on a blocking thread; COPY data comes back in batches.
     let (batches, mut received) = mpsc::channel::<Vec<u8>>(4);
-    let prefix = [
-        tenant_id.to_string(),
-        id.to_string(),
-        provider_id.map(|p| p.to_string()).unwrap_or_default(),
-    ];
+    let prefix = Prefix {
+        tenant_id,
+        import_id: id,
+        provider_id,
+    };
     let reader = SyncIoBridge::new(input);
     let parsing = tokio::task::spawn_blocking(move || {
         convert(reader, asked, &prefix, &resources, &mappings, &batches)
@@ -282,6 +295,11 @@ async fn load(
         tally,
     } = outcome;
 
+    // Attached before earlier imports' rows are deleted: two imports of one tenant then queue
+    // here, before either holds a lock on the other's rows.
+    sqlx::query!("SELECT cost_records_attach_import($1, $2)", tenant_id, id)
+        .execute(&mut *tx)
+        .await?;
     let replaced = replace_earlier(&mut tx, id, tenant_id, &tally).await?;
     let (start, end) = (tally.first_charge, tally.last_charge);
     let totals = match (
@@ -306,7 +324,7 @@ async fn load(
             }
             match totals {
                 Some(totals) => totals,
-                None => totals_in_sql(&mut tx, id).await?,
+                None => totals_in_sql(&mut tx, tenant_id, id).await?,
             }
         }
     };
@@ -332,6 +350,15 @@ async fn load(
     .execute(&mut *tx)
     .await?;
     crate::catalog::record_unmapped(&mut tx, tenant_id, id, &tally.unmapped).await?;
+    // Last, as dropping a table locks the tenant's records until the commit: the tables of
+    // earlier imports whose every billing period this one replaced.
+    sqlx::query!(
+        "SELECT cost_records_drop_import(i) FROM unnest($1::uuid[]) AS i
+         WHERE NOT EXISTS (SELECT 1 FROM billing_import_periods p WHERE p.import_id = i)",
+        &replaced.imports
+    )
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(json!({
         "import_id": id, "format": format.as_str(), "rows_read": rows_read,
@@ -342,6 +369,8 @@ async fn load(
 
 /// What a re-import removed: rows of earlier imports and the charge times they spanned.
 struct Replaced {
+    /// The earlier imports some of whose billing periods this one replaced.
+    imports: Vec<Uuid>,
     rows: u64,
     first: Option<DateTime<Utc>>,
     last: Option<DateTime<Utc>>,
@@ -386,13 +415,14 @@ async fn replace_earlier(
                RETURNING p.import_id
            ), gone AS (
                DELETE FROM cost_records c USING mine m
-               WHERE c.import_id IN (SELECT import_id FROM earlier)
+               WHERE c.tenant_id = $2 AND c.import_id IN (SELECT import_id FROM earlier)
                  AND COALESCE(c.provider_name, '') = m.provider_name
                  AND COALESCE(c.billing_account_id, '') = m.billing_account_id
                  AND c.billing_period_start IS NOT DISTINCT FROM m.billing_period_start
                RETURNING c.charge_period_start
            )
-           SELECT count(*) AS "n!", min(charge_period_start) AS first, max(charge_period_start) AS last
+           SELECT count(*) AS "n!", min(charge_period_start) AS first, max(charge_period_start) AS last,
+                  (SELECT array_agg(DISTINCT import_id) FROM earlier) AS imports
            FROM gone"#,
         id,
         tenant_id
@@ -400,6 +430,7 @@ async fn replace_earlier(
     .fetch_one(&mut *tx)
     .await?;
     Ok(Replaced {
+        imports: gone.imports.unwrap_or_default(),
         rows: gone.n as u64,
         first: gone.first,
         last: gone.last,
@@ -409,12 +440,15 @@ async fn replace_earlier(
 /// The import's totals per currency, summed by Postgres (when they are beyond exact decimals).
 async fn totals_in_sql(
     tx: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
     id: Uuid,
 ) -> Result<serde_json::Map<String, Value>, JobError> {
     let totals = sqlx::query!(
         r#"SELECT billing_currency AS "currency!", sum(billed_cost)::text AS "billed!",
                   sum(effective_cost)::text AS effective, sum(list_cost)::text AS list
-           FROM cost_records WHERE import_id = $1 GROUP BY billing_currency ORDER BY 1"#,
+           FROM cost_records WHERE tenant_id = $1 AND import_id = $2
+           GROUP BY billing_currency ORDER BY 1"#,
+        tenant_id,
         id
     )
     .fetch_all(&mut *tx)
@@ -493,11 +527,78 @@ async fn fetch(
     ))
 }
 
-/// Reads CSV (gzipped or not), converts each row and sends COPY batches. Returns what it read.
+/// The columns every record of an import starts with, ahead of [`COLUMNS`].
+struct Prefix {
+    tenant_id: Uuid,
+    import_id: Uuid,
+    provider_id: Option<Uuid>,
+}
+
+/// A row's times, in [`COLUMNS`] order.
+type Times = [Option<DateTime<Utc>>; 4];
+
+/// Appends a converted row as a binary COPY tuple and returns its times; `None` (with nothing
+/// appended) if an amount cannot be written as a numeric.
+fn write_tuple(
+    out: &mut Tuples,
+    prefix: &Prefix,
+    resource_ref: Option<&Uuid>,
+    kinds: &[Kind],
+    values: &[Field<'_>],
+) -> Option<Times> {
+    let start = out.buf.len();
+    let mut times = Times::default();
+    let mut next_time = times.iter_mut();
+    out.start((4 + COLUMNS.len()) as i16);
+    out.uuid(&prefix.tenant_id);
+    out.uuid(&prefix.import_id);
+    for id in [prefix.provider_id.as_ref(), resource_ref] {
+        match id {
+            Some(id) => out.uuid(id),
+            None => out.null(),
+        }
+    }
+    for (kind, value) in kinds.iter().zip(values) {
+        let Some(value) = value else {
+            if *kind == Kind::Time {
+                next_time.next();
+            }
+            out.null();
+            continue;
+        };
+        let written = match kind {
+            Kind::Text => {
+                out.text(value);
+                true
+            }
+            Kind::Amount => out.numeric(value),
+            Kind::Time => match (super::formats::time(value), next_time.next()) {
+                (Some(time), Some(slot)) => {
+                    out.timestamptz(&time);
+                    *slot = Some(time);
+                    true
+                }
+                _ => false,
+            },
+            Kind::Tags => {
+                out.jsonb(value);
+                true
+            }
+        };
+        if !written {
+            out.buf.truncate(start);
+            return None;
+        }
+    }
+    Some(times)
+}
+
+/// Reads CSV (gzipped or not), converts each row and sends COPY batches (binary COPY data, its
+/// header first and trailer last). Returns what it read.
 fn convert(
     reader: impl Read,
     asked: Option<Format>,
-    prefix: &[String; 3],
+    prefix: &Prefix,
     resources: &HashMap<String, Uuid>,
     mappings: &ServiceMappings,
     batches: &mpsc::Sender<Vec<u8>>,
@@ -528,8 +629,8 @@ fn convert(
     };
     let converter = Converter::new(format, &header)?;
 
-    let writer = || csv::WriterBuilder::new().from_writer(Vec::with_capacity(BATCH_BYTES * 2));
-    let mut out = writer();
+    let mut out = Tuples::with_capacity(BATCH_BYTES * 2);
+    out.buf.extend_from_slice(binary_copy::HEADER);
     let mut outcome = Outcome {
         format,
         rows_read: 0,
@@ -537,7 +638,6 @@ fn convert(
         examples: Vec::new(),
         tally: Tally::new(),
     };
-    let mut resource_ref = String::new();
     let mut record = csv::StringRecord::new();
     loop {
         // Where the next row starts (the header is line 1).
@@ -553,7 +653,7 @@ fn convert(
                         let service = values[SERVICE].as_deref().unwrap_or("");
                         let provider = values[PROVIDER].as_deref().unwrap_or("");
                         if let Some(category) = mappings.category(provider, service) {
-                            values[CATEGORY] = Some(category.to_string());
+                            values[CATEGORY] = Some(category.to_string().into());
                         } else if !service.is_empty()
                             && matches!(values[CATEGORY].as_deref(), None | Some("" | "Other"))
                         {
@@ -565,20 +665,20 @@ fn convert(
                                 billed.unwrap_or_default(),
                             );
                         }
-                        outcome.tally.add(&values, &amounts);
-                        resource_ref.clear();
-                        if let Some(id) =
-                            values[RESOURCE_ID].as_ref().and_then(|r| resources.get(r))
+                        let resource_ref = values[RESOURCE_ID]
+                            .as_deref()
+                            .and_then(|r| resources.get(r));
+                        if let Some(times) =
+                            write_tuple(&mut out, prefix, resource_ref, kinds(), &values)
                         {
-                            resource_ref.push_str(&id.to_string());
+                            outcome.tally.add(&values, &amounts, &times);
+                        } else {
+                            reject(
+                                &mut outcome,
+                                line,
+                                "an amount is beyond Postgres's numeric".into(),
+                            );
                         }
-                        let fields = prefix
-                            .iter()
-                            .map(String::as_str)
-                            .chain(std::iter::once(resource_ref.as_str()))
-                            .chain(values.iter().map(|v| v.as_deref().unwrap_or("")));
-                        out.write_record(fields)
-                            .map_err(|err| format!("cannot write COPY data: {err}"))?;
                     }
                     Err(reason) => reject(&mut outcome, line, reason),
                 }
@@ -592,19 +692,15 @@ fn convert(
                 reject(&mut outcome, line, format!("unreadable CSV: {err}"));
             }
         }
-        if out.get_ref().len() >= BATCH_BYTES {
-            let batch = std::mem::replace(&mut out, writer())
-                .into_inner()
-                .map_err(|err| format!("cannot write COPY data: {err}"))?;
+        if out.buf.len() >= BATCH_BYTES {
+            let batch = std::mem::replace(&mut out.buf, Vec::with_capacity(BATCH_BYTES * 2));
             if batches.blocking_send(batch).is_err() {
                 return Err("the import stopped".into());
             }
         }
     }
-    let rest = out
-        .into_inner()
-        .map_err(|err| format!("cannot write COPY data: {err}"))?;
-    if !rest.is_empty() && batches.blocking_send(rest).is_err() {
+    out.buf.extend_from_slice(binary_copy::TRAILER);
+    if batches.blocking_send(out.buf).is_err() {
         return Err("the import stopped".into());
     }
     Ok(outcome)

@@ -2,6 +2,7 @@
 //! queries of seed 001 (`/billing/costs`, `/billing/summary`), read from the daily rollup.
 
 pub mod accrue;
+pub mod binary_copy;
 pub mod currency;
 pub mod formats;
 pub mod import;

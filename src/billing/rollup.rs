@@ -6,6 +6,7 @@
 //! replacing a period) recomputes the days touched from the records ([`recompute`]).
 
 use std::collections::HashMap;
+use std::ops::Deref;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -131,7 +132,7 @@ const SEPARATOR: char = '\u{1f}';
 impl Rollup {
     /// Adds one converted row (values in [`COLUMNS`] order, already validated) with its
     /// [`amounts`].
-    pub fn add(&mut self, values: &[Option<String>], amounts: &Amounts) {
+    pub fn add<S: Deref<Target = str>>(&mut self, values: &[Option<S>], amounts: &Amounts) {
         if self.unusable {
             return;
         }
@@ -215,7 +216,7 @@ pub const COPY_DAILY: &str = "COPY cost_daily (tenant_id, day, billing_currency,
 /// `Ok(None)` where the row has none, `Err` where it is beyond exact decimals.
 pub type Amounts = [Result<Option<Decimal>, ()>; 4];
 
-pub fn amounts(values: &[Option<String>]) -> Amounts {
+pub fn amounts<S: Deref<Target = str>>(values: &[Option<S>]) -> Amounts {
     [BILLED, EFFECTIVE, LIST, DBU].map(|i| match values[i].as_deref() {
         None => Ok(None),
         Some(amount) => parse(amount).map(Some).ok_or(()),
@@ -236,6 +237,10 @@ pub fn resource_group_of(resource_group: &str, resource_id: &str) -> String {
     const MARK: &str = "/resourcegroups/";
     if !resource_group.is_empty() {
         return resource_group.to_lowercase();
+    }
+    // Most ids are not paths: nothing to lowercase and search.
+    if !resource_id.contains('/') {
+        return String::new();
     }
     let lower = resource_id.to_lowercase();
     let mut rest = lower.as_str();

@@ -258,6 +258,15 @@ async fn a_reimport_replaces_its_period_and_gzip_and_urls_are_read_too() {
         .await
         .unwrap();
     assert_eq!(rows, 1000, "replaced, not doubled");
+    // Each import loads a table of its own; the one whose every period was replaced is gone.
+    let tables: Vec<String> = sqlx::query_scalar(
+        "SELECT relname::text FROM pg_class WHERE relname LIKE 'cost_records_import_%' AND relkind = 'r'",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    let second_id = accepted.body["id"].as_str().unwrap().replace('-', "");
+    assert_eq!(tables, vec![format!("cost_records_import_{second_id}")]);
     let costs = app
         .get(
             "/api/v1/billing/costs?start_date=2024-01-01&end_date=2024-12-31",
@@ -266,6 +275,67 @@ async fn a_reimport_replaces_its_period_and_gzip_and_urls_are_read_too() {
         .await
         .body;
     assert_eq!(cents(costs["total_cost"].as_f64().unwrap()), 2052);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amounts_and_times_are_stored_exactly_as_postgres_reads_their_text() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    // The import writes numerics and times in Postgres's binary form: each must be what
+    // Postgres makes of the same text (ChargeDescription and BillingPeriodEnd carry the text).
+    let amounts = [
+        "0",
+        "-0.00",
+        "1",
+        "0010",
+        "12345",
+        "10000",
+        "1.50",
+        "-.5",
+        "0.0015",
+        "1.5e-7",
+        "1.5E3",
+        "+2e4",
+        "100.001",
+        "123456789.123456789",
+        "0.000000000001",
+        "-98765.4321000",
+        "79228162514264337593543950335.123",
+        "1e-1000",
+        "7e1000",
+    ];
+    // (as exports write them, as Postgres reads them in UTC)
+    let times = [
+        ("2024-09-01 00:00:00", "2024-09-01 00:00:00.000000"),
+        ("2024-09-01T23:59:59Z", "2024-09-01 23:59:59.000000"),
+        ("2024-02-29T12:00:00+00:00", "2024-02-29 12:00:00.000000"),
+        ("2024-09-02T01:30:00+02:00", "2024-09-01 23:30:00.000000"),
+        ("2024-09-01T10:00:00.123456Z", "2024-09-01 10:00:00.123456"),
+        ("2024-09-01T10:00:00.1234567Z", "2024-09-01 10:00:00.123457"),
+        ("1999-12-31 23:59:59", "1999-12-31 23:59:59.000000"),
+        ("9/2/2023", "2023-09-02 00:00:00.000000"),
+    ];
+    let mut file = String::from(
+        "BilledCost,BillingCurrency,ChargePeriodStart,ChargeDescription,ChargeClass\n",
+    );
+    for (i, amount) in amounts.iter().enumerate() {
+        let (time, utc) = times[i % times.len()];
+        file.push_str(&format!("{amount},USD,{time},{amount},{utc}\n"));
+    }
+    let imported = import(&app, &admin, file.as_bytes()).await;
+    assert_eq!(imported["rows_loaded"], amounts.len(), "{imported}");
+    let mismatched: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT charge_description, billed_cost::text,
+                to_char(charge_period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
+         FROM cost_records
+         WHERE billed_cost::text <> charge_description::numeric::text
+            OR to_char(charge_period_start AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')
+               <> charge_class",
+    )
+    .fetch_all(&app.db.pool)
+    .await
+    .unwrap();
+    assert!(mismatched.is_empty(), "{mismatched:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
