@@ -29,20 +29,19 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
     let accrued = sqlx::query_scalar!(
         r#"WITH hours AS (
                SELECT r.id, r.tenant_id, r.provider_id, p.provider_type, r.kind, r.name, r.region,
-                      r.cloud_id, r.cost_per_hour::numeric AS price,
-                      h AS hour_start,
-                      extract(epoch FROM LEAST(h + interval '1 hour', $2) - GREATEST(h, COALESCE(r.cost_accrued_until, r.created_at)))::numeric / 3600 AS hours
+                      r.cloud_id, h AS hour_start, hours, r.cost_per_hour::numeric * hours AS cost
                FROM resources r
                JOIN providers p ON p.id = r.provider_id
                CROSS JOIN LATERAL generate_series(
                    date_trunc('hour', COALESCE(r.cost_accrued_until, r.created_at)),
                    $2::timestamptz, interval '1 hour') AS h
+               CROSS JOIN LATERAL (SELECT extract(epoch FROM LEAST(h + interval '1 hour', $2) - GREATEST(h, COALESCE(r.cost_accrued_until, r.created_at)))::numeric / 3600 AS hours) AS part
                WHERE r.id = ANY($1) AND h < $2
            ), grown AS (
                UPDATE cost_records c
-               SET billed_cost = c.billed_cost + h.price * h.hours,
-                   effective_cost = c.effective_cost + h.price * h.hours,
-                   list_cost = c.list_cost + h.price * h.hours,
+               SET billed_cost = c.billed_cost + h.cost,
+                   effective_cost = c.effective_cost + h.cost,
+                   list_cost = c.list_cost + h.cost,
                    pricing_quantity = c.pricing_quantity + h.hours,
                    consumed_quantity = c.consumed_quantity + h.hours
                FROM hours h
@@ -56,7 +55,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
                                          charge_description, provider_name, service_name, service_category,
                                          region_id, resource_id, resource_name, resource_type,
                                          pricing_quantity, pricing_unit, consumed_quantity, consumed_unit)
-               SELECT tenant_id, provider_id, id, price * hours, price * hours, price * hours, 'USD',
+               SELECT tenant_id, provider_id, id, cost, cost, cost, 'USD',
                       hour_start, hour_start + interval '1 hour',
                       date_trunc('month', hour_start), date_trunc('month', hour_start) + interval '1 month',
                       'Usage', 'Strata ' || kind || ' ' || name, provider_type,

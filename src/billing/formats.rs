@@ -1,6 +1,7 @@
 //! Billing export formats, and how each becomes FOCUS columns. The format is told by the
 //! header. Each row becomes the values of [`COLUMNS`] (text, `None` for null), checked and
-//! normalised: amounts exact as written, times in RFC 3339 UTC, tags a JSON object.
+//! normalised: amounts exact as written, times in UTC (as written when they are, as RFC 3339
+//! otherwise, so each starts with its UTC date), tags a JSON object.
 
 use std::borrow::Cow;
 

@@ -107,11 +107,9 @@ impl Tally {
             return;
         }
         let currency = text(CURRENCY).unwrap_or_default();
-        if !self.totals.contains_key(currency) {
-            self.totals.insert(currency.to_string(), Default::default());
-        }
-        let Some(totals) = self.totals.get_mut(currency) else {
-            return;
+        let totals = match self.totals.get_mut(currency) {
+            Some(totals) => totals,
+            None => self.totals.entry(currency.to_string()).or_default(),
         };
         for (total, amount) in totals.iter_mut().zip(amounts) {
             match amount {
@@ -538,7 +536,7 @@ struct Prefix {
 type Times = [Option<DateTime<Utc>>; 4];
 
 /// Appends a converted row as a binary COPY tuple and returns its times; `None` (with nothing
-/// appended) if an amount cannot be written as a numeric.
+/// appended) if an amount or a time is beyond what Postgres stores.
 fn write_tuple(
     out: &mut Tuples,
     prefix: &Prefix,
@@ -676,7 +674,7 @@ fn convert(
                             reject(
                                 &mut outcome,
                                 line,
-                                "an amount is beyond Postgres's numeric".into(),
+                                "an amount or a time is beyond what Postgres stores".into(),
                             );
                         }
                     }

@@ -147,7 +147,7 @@ impl Rollup {
         }
         let key = &mut self.key;
         key.clear();
-        // The UTC day: converted times are RFC 3339 in UTC.
+        // The UTC day: a converted time starts with its UTC date.
         key.push_str(text(CHARGE_START).get(..10).unwrap_or_default());
         key.push(SEPARATOR);
         key.push_str(text(CURRENCY));
