@@ -37,6 +37,10 @@ pub struct CostsBench {
     /// Times each query runs.
     #[arg(long, default_value_t = 50)]
     pub queries: usize,
+    /// Size of the file also uploaded through the HTTP route to a `strata serve` process (and
+    /// imported by a `strata worker`), in MiB; 0 skips it.
+    #[arg(long, default_value_t = 1024)]
+    pub upload_mib: u64,
 }
 
 #[derive(Debug, Clone, Args)]

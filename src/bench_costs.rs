@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::body::Body;
 use axum::http::Request;
+use futures::StreamExt;
 use rand::Rng;
 use serde_json::json;
 use tower::ServiceExt;
@@ -23,15 +24,21 @@ const HEADER: &[&str] = &[
     "BilledCost",
     "EffectiveCost",
     "ListCost",
+    "ContractedCost",
     "BillingCurrency",
     "ChargePeriodStart",
     "ChargePeriodEnd",
     "BillingPeriodStart",
     "BillingPeriodEnd",
     "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
     "BillingAccountId",
+    "BillingAccountName",
     "SubAccountId",
     "ProviderName",
+    "PublisherName",
+    "InvoiceIssuerName",
     "ServiceName",
     "ServiceCategory",
     "RegionId",
@@ -43,10 +50,12 @@ const HEADER: &[&str] = &[
 
 /// The reference table: the file's columns with the types the records use.
 const RAW_TABLE: &str = "CREATE {kind} bench_focus_raw (
-    billed_cost numeric, effective_cost numeric, list_cost numeric, billing_currency text,
-    charge_period_start timestamptz, charge_period_end timestamptz,
+    billed_cost numeric, effective_cost numeric, list_cost numeric, contracted_cost numeric,
+    billing_currency text, charge_period_start timestamptz, charge_period_end timestamptz,
     billing_period_start timestamptz, billing_period_end timestamptz, charge_category text,
-    billing_account_id text, sub_account_id text, provider_name text, service_name text,
+    charge_class text, charge_description text, billing_account_id text,
+    billing_account_name text, sub_account_id text, provider_name text, publisher_name text,
+    invoice_issuer_name text, service_name text,
     service_category text, region_id text, resource_id text, pricing_quantity numeric,
     pricing_unit text, tags jsonb)";
 
@@ -74,29 +83,8 @@ pub async fn run(common: &CommonArgs, url: &str, args: &CostsBench) -> anyhow::R
 
     // The references: psql's \copy of the same file into a plain table (what \copy is used
     // for), and into an unlogged one (no WAL: the speed of parsing alone).
-    let mut references = Vec::new();
-    for kind in ["TABLE", "UNLOGGED TABLE"] {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(RAW_TABLE.replace("{kind}", kind)))
-            .execute(&db)
-            .await?;
-        let started = Instant::now();
-        let psql = tokio::process::Command::new("psql")
-            .arg(url)
-            .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
-            .arg(format!(
-                "\\copy bench_focus_raw FROM '{}' WITH (FORMAT csv, HEADER, NULL 'NULL')",
-                file.display()
-            ))
-            .status()
-            .await
-            .context("psql must be on PATH")?;
-        anyhow::ensure!(psql.success(), "psql \\copy failed");
-        references.push(started.elapsed());
-        sqlx::raw_sql("DROP TABLE bench_focus_raw")
-            .execute(&db)
-            .await?;
-    }
-    let (reference, unlogged) = (references[0], references[1]);
+    let reference = psql_copy(&db, url, &file, "TABLE").await?;
+    let unlogged = psql_copy(&db, url, &file, "UNLOGGED TABLE").await?;
 
     // Strata: the file as an upload, then the import job.
     let import_id = Uuid::new_v4();
@@ -160,6 +148,12 @@ pub async fn run(common: &CommonArgs, url: &str, args: &CostsBench) -> anyhow::R
         rate(unlogged),
         unlogged.as_secs_f64() / strata.as_secs_f64()
     );
+
+    if args.upload_mib > 0 {
+        let per_row = bytes as f64 / args.rows.max(1) as f64;
+        let rows = ((args.upload_mib << 20) as f64 / per_row).ceil() as usize;
+        http_upload(common, url, tenant_id, rows, args.days).await?;
+    }
 
     // The queries, through the router.
     let router = crate::http::router(state);
@@ -227,21 +221,204 @@ pub async fn run(common: &CommonArgs, url: &str, args: &CostsBench) -> anyhow::R
 
 const OPERATOR_KEY: &str = "bench-operator-key";
 
-fn settings(common: &CommonArgs) -> anyhow::Result<Settings> {
-    Ok(Settings {
-        master_key: crate::config::parse_master_key(&crate::config::generate_secret())?,
-        jwt_secret: crate::config::generate_secret().into_bytes(),
-        jwt_ttl: Duration::from_secs(3600),
-        api_secret_key: Some(OPERATOR_KEY.into()),
-        terraform: common.terraform.clone(),
-        terraform_plugin_dir: None,
-        terraform_gogc: common.terraform_gogc,
-        terraform_memory_limit: common.terraform_memory_limit.clone(),
-        data_dir: std::env::temp_dir(),
-        backup_dir: std::env::temp_dir().join("strata-bench-backups"),
-        cloudflare_api_url: common.cloudflare_api_url.clone(),
-        import_allow_private_urls: false,
+/// How long `psql \\copy` of the file into a new table of its columns (`kind`: `TABLE` or
+/// `UNLOGGED TABLE`) takes: the reference an import is measured against.
+async fn psql_copy(
+    db: &sqlx::PgPool,
+    url: &str,
+    file: &std::path::Path,
+    kind: &str,
+) -> anyhow::Result<Duration> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(RAW_TABLE.replace("{kind}", kind)))
+        .execute(db)
+        .await?;
+    let started = Instant::now();
+    let psql = tokio::process::Command::new("psql")
+        .arg(url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!(
+            "\\copy bench_focus_raw FROM '{}' WITH (FORMAT csv, HEADER, NULL 'NULL')",
+            file.display()
+        ))
+        .status()
+        .await
+        .context("psql must be on PATH")?;
+    anyhow::ensure!(psql.success(), "psql \\copy failed");
+    let elapsed = started.elapsed();
+    sqlx::raw_sql("DROP TABLE bench_focus_raw")
+        .execute(db)
+        .await?;
+    Ok(elapsed)
+}
+
+/// A process's resident set now and at its peak, in bytes (Linux's /proc).
+fn memory_of(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> anyhow::Result<u64> {
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))?;
+        let kib: u64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()?;
+        Ok(kib * 1024)
+    };
+    Ok((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// Forgets a process's peak resident set (so VmHWM measures from now), where Linux lets us.
+fn reset_peak(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
+/// Uploads a generated file of `rows` rows through `POST /billing/imports` to a `strata serve`
+/// process, streamed as a client would send it, and waits for a `strata worker` to import it:
+/// the upload's speed and the server's peak memory growth while it streams, and the import
+/// after it against `psql \copy` of the same file.
+async fn http_upload(
+    common: &CommonArgs,
+    url: &str,
+    tenant_id: Uuid,
+    rows: usize,
+    days: u32,
+) -> anyhow::Result<()> {
+    let file = std::env::temp_dir().join(format!("strata-bench-upload-{}.csv", Uuid::new_v4()));
+    let bytes = generate(&file, rows, days)?;
+    let reference = {
+        let db = crate::db::connect(url, 2).await?;
+        psql_copy(&db, url, &file, "TABLE").await?
+    };
+
+    let master_key = crate::config::generate_secret();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut server = tokio::process::Command::new(std::env::current_exe()?)
+        .arg("serve")
+        .env("DATABASE_URL", url)
+        .env("STRATA_MASTER_KEY", &master_key)
+        .env("JWT_SECRET", crate::config::generate_secret())
+        .env("API_SECRET_KEY", OPERATOR_KEY)
+        .env("STRATA_BIND", format!("127.0.0.1:{port}"))
+        .env("STRATA_IMPORT_MAX_BYTES", (bytes + (1 << 30)).to_string())
+        .env("STRATA_LOG", "error")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start strata serve")?;
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    crate::bench::wait_for(Duration::from_secs(30), "strata serve", || {
+        let client = client.clone();
+        let health = format!("{base}/api/v1/health");
+        async move {
+            Ok(client
+                .get(health)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success()))
+        }
     })
+    .await?;
+    let pid = server.id().context("strata serve exited")?;
+    let (idle, _) = memory_of(pid)?;
+    let peak_was_reset = reset_peak(pid);
+
+    let boundary = "strata-bench-boundary";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"bench.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let body = futures::stream::once(async move { Ok(axum::body::Bytes::from(head)) })
+        .chain(tokio_util::io::ReaderStream::with_capacity(
+            tokio::fs::File::open(&file).await?,
+            1 << 20,
+        ))
+        .chain(futures::stream::once(async move {
+            Ok(axum::body::Bytes::from(tail))
+        }));
+    let started = Instant::now();
+    let response = client
+        .post(format!("{base}/api/v1/billing/imports"))
+        .header("x-api-key", OPERATOR_KEY)
+        .header("x-tenant-id", tenant_id.to_string())
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await?;
+    let upload = started.elapsed();
+    anyhow::ensure!(response.status() == 202, "upload: {}", response.status());
+    let accepted: serde_json::Value = response.json().await?;
+    let (_, peak) = memory_of(pid)?;
+
+    let mut worker = crate::bench::spawn_worker(url, 2, &master_key, &common.terraform)?;
+    let task = format!(
+        "{base}/api/v1/tasks/{}",
+        accepted["task_id"].as_str().unwrap_or_default()
+    );
+    let started = Instant::now();
+    let mut worker_peak = 0;
+    let status = loop {
+        if let Some(pid) = worker.id() {
+            worker_peak = worker_peak.max(memory_of(pid).map(|(_, hwm)| hwm).unwrap_or(0));
+        }
+        let body: serde_json::Value = client
+            .get(&task)
+            .header("x-api-key", OPERATOR_KEY)
+            .header("x-tenant-id", tenant_id.to_string())
+            .send()
+            .await?
+            .json()
+            .await?;
+        let status = body["status"].as_str().unwrap_or_default().to_string();
+        if !matches!(status.as_str(), "queued" | "running") {
+            break status;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(3600),
+            "the uploaded import took over an hour"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let import = started.elapsed();
+    anyhow::ensure!(status == "succeeded", "the uploaded import {status}");
+    let _ = worker.kill().await;
+    let _ = server.kill().await;
+    let _ = std::fs::remove_file(&file);
+    let mib = bytes as f64 / 1048576.0;
+    println!(
+        "http upload: {mib:.0} MiB ({rows} rows) in {:.1} s ({:.0} MiB/s); strata serve's peak RSS grew {:.1} MiB over its idle {:.1} MiB{}",
+        upload.as_secs_f64(),
+        mib / upload.as_secs_f64(),
+        peak.saturating_sub(idle) as f64 / 1048576.0,
+        idle as f64 / 1048576.0,
+        if peak_was_reset {
+            ""
+        } else {
+            " (peak since start: /proc/PID/clear_refs was not writable)"
+        }
+    );
+    println!(
+        "        then the worker's import {:.1} s (worker peak RSS {:.0} MiB): {:.2}x of psql \\copy's {:.1} s for the same file; upload + import {:.2}x",
+        import.as_secs_f64(),
+        worker_peak as f64 / 1048576.0,
+        reference.as_secs_f64() / import.as_secs_f64(),
+        reference.as_secs_f64(),
+        reference.as_secs_f64() / (upload + import).as_secs_f64()
+    );
+    Ok(())
+}
+
+fn settings(common: &CommonArgs) -> anyhow::Result<Settings> {
+    let mut settings = Settings::ephemeral(common)?;
+    settings.api_secret_key = Some(OPERATOR_KEY.into());
+    Ok(settings)
 }
 
 /// Writes `rows` FOCUS rows spread over the `days` up to today; returns the file's size.
@@ -286,6 +463,7 @@ fn generate(path: &std::path::Path, rows: usize, days: u32) -> anyhow::Result<u6
             cost.as_str(),
             cost.as_str(),
             cost.as_str(),
+            cost.as_str(),
             "USD",
             &charge_start.format("%Y-%m-%d %H:%M:%S").to_string(),
             &(charge_start + chrono::Duration::hours(1))
@@ -294,8 +472,13 @@ fn generate(path: &std::path::Path, rows: usize, days: u32) -> anyhow::Result<u6
             &month.format("%Y-%m-%d 00:00:00").to_string(),
             &next_month.format("%Y-%m-%d 00:00:00").to_string(),
             "Usage",
+            "NULL",
+            services[s],
             &format!("acct-{}", i % 3),
+            &format!("Account {}", i % 3),
             &format!("sub-{}", i % 40),
+            provider,
+            provider,
             provider,
             services[s],
             categories[s],

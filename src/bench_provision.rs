@@ -27,20 +27,9 @@ pub async fn run(common: &CommonArgs, url: &str, args: &ProvisionBench) -> anyho
     let db = crate::db::connect(url, 8).await?;
     crate::db::migrate(&db).await?;
     let master_key = crate::config::generate_secret();
-    let settings = Settings {
-        master_key: crate::config::parse_master_key(&master_key)?,
-        jwt_secret: crate::config::generate_secret().into_bytes(),
-        jwt_ttl: Duration::from_secs(3600),
-        api_secret_key: None,
-        terraform: common.terraform.clone(),
-        terraform_plugin_dir: None,
-        terraform_gogc: common.terraform_gogc,
-        terraform_memory_limit: common.terraform_memory_limit.clone(),
-        data_dir: std::env::temp_dir(),
-        backup_dir: std::env::temp_dir().join("strata-bench-backups"),
-        cloudflare_api_url: common.cloudflare_api_url.clone(),
-        import_allow_private_urls: false,
-    };
+    let mut settings = Settings::ephemeral(common)?;
+    // The workers started below open credentials with the same key.
+    settings.master_key = crate::config::parse_master_key(&master_key)?;
     let state = AppState::new(db.clone(), settings);
     let router = crate::http::router(state.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -85,15 +85,27 @@ pub struct CommonArgs {
     )]
     pub cloudflare_api_url: String,
 
-    /// Let billing imports fetch URLs on loopback and private networks (off: a tenant could
-    /// otherwise make workers read internal services).
+    /// Special-use addresses (loopback, private, link-local, ...) that connections a tenant
+    /// directs (imports by URL, provider health checks) may reach anyway, as CIDRs separated by
+    /// commas (`10.20.0.0/16,fd00::/8`). Empty: public addresses only, so no tenant can make
+    /// workers read internal services.
     #[arg(
         long,
-        env = "STRATA_IMPORT_ALLOW_PRIVATE_URLS",
-        default_value_t = false,
+        env = "STRATA_OUTBOUND_ALLOW_CIDRS",
+        value_delimiter = ',',
+        value_parser = crate::outbound::OutboundPolicy::parse_cidr,
         global = true
     )]
-    pub import_allow_private_urls: bool,
+    pub outbound_allow_cidrs: Vec<ipnet::IpNet>,
+
+    /// Largest billing export accepted as an upload, in bytes.
+    #[arg(
+        long,
+        env = "STRATA_IMPORT_MAX_BYTES",
+        default_value_t = 8 << 30,
+        global = true
+    )]
+    pub import_max_bytes: u64,
 
     /// Largest number of database connections this process opens.
     #[arg(
@@ -148,7 +160,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub backup_dir: PathBuf,
     pub cloudflare_api_url: String,
-    pub import_allow_private_urls: bool,
+    pub outbound: crate::outbound::OutboundPolicy,
+    pub import_max_bytes: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -195,6 +208,15 @@ impl Settings {
         Self::build(args, &master_key, &jwt_secret)
     }
 
+    /// Settings with fresh random keys, for benchmarks that run their own server in-process.
+    pub fn ephemeral(args: &CommonArgs) -> anyhow::Result<Self> {
+        let mut settings = Self::build(args, &generate_secret(), &generate_secret())?;
+        settings.data_dir = std::env::temp_dir();
+        settings.backup_dir = std::env::temp_dir().join("strata-bench-backups");
+        settings.api_secret_key = None;
+        Ok(settings)
+    }
+
     fn build(args: &CommonArgs, master_key: &str, jwt_secret: &str) -> anyhow::Result<Self> {
         if jwt_secret.len() < 16 {
             bail!("JWT_SECRET must be at least 16 characters");
@@ -216,7 +238,8 @@ impl Settings {
             // The client joins endpoint paths onto the base: without the slash it would drop
             // the base's last segment.
             cloudflare_api_url: format!("{}/", args.cloudflare_api_url.trim_end_matches('/')),
-            import_allow_private_urls: args.import_allow_private_urls,
+            outbound: crate::outbound::OutboundPolicy::new(args.outbound_allow_cidrs.clone()),
+            import_max_bytes: args.import_max_bytes,
         })
     }
 }

@@ -103,6 +103,26 @@ async fn listen(db: PgPool, tx: broadcast::Sender<Event>, ready: tokio::sync::on
     }
 }
 
+/// Announces an event (a JSON object with its `type`) to every `/ws/events` client of the
+/// tenant. Sent at the commit of the transaction `conn` is in, if any.
+pub async fn announce(
+    conn: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    mut payload: Value,
+) -> sqlx::Result<()> {
+    if let Some(object) = payload.as_object_mut() {
+        object.insert("tenant_id".into(), Value::String(tenant_id.to_string()));
+    }
+    sqlx::query!(
+        "SELECT pg_notify($1, $2)",
+        EVENTS_CHANNEL,
+        payload.to_string()
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// Announces a resource change to every `/ws/events` client of the tenant.
 pub async fn resource_changed(
     conn: &mut sqlx::PgConnection,
@@ -118,23 +138,15 @@ pub async fn resource_changed(
         "resource_id": resource_id,
         "provider_id": provider_id,
         "status": status,
-        "tenant_id": tenant_id,
     });
-    sqlx::query!(
-        "SELECT pg_notify($1, $2)",
-        EVENTS_CHANNEL,
-        payload.to_string()
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
+    announce(conn, tenant_id, payload).await
 }
 
-/// `GET /ws/events`: resource changes of the caller's tenant as they happen; a text `ping` is
-/// answered with `{"type":"pong"}`.
+/// `GET /ws/events`: resource changes and finished billing imports of the caller's tenant as
+/// they happen; a text `ping` is answered with `{"type":"pong"}`.
 #[utoipa::path(get, path = "/ws/events", tag = "resources",
     params(("token" = Option<String>, Query, description = "An access token or API key, for clients that cannot set headers")),
-    responses((status = 101, description = "WebSocket: `{type: \"resource_change\", action, resource_id, provider_id, status}` messages")),
+    responses((status = 101, description = "WebSocket: `{type: \"resource_change\", action, resource_id, provider_id, status}`, `{type: \"import.completed\", import_id, task_id, rows_loaded, rows_rejected, rows_replaced}` and `{type: \"import.failed\", import_id, task_id, error}` messages")),
     security(("bearer" = []), ("api_key" = [])))]
 pub async fn ws_events(
     axum::extract::State(state): axum::extract::State<crate::state::AppState>,

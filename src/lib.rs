@@ -27,6 +27,8 @@ pub mod jobs;
 pub mod metrics;
 /// The OpenAPI document and Swagger UI.
 pub mod openapi;
+/// The one outbound-address policy: where connections a tenant directs may go.
+pub mod outbound;
 /// Instance prices from the shipped catalog.
 pub mod pricing;
 /// Shared application state handed to handlers and jobs.

@@ -87,11 +87,9 @@ pub fn api_router(state: &AppState) -> OpenApiRouter<AppState> {
             crate::idempotency::middleware,
         ))
         .layer(RequestBodyLimitLayer::new(crate::http::MAX_BODY_BYTES))
-        // Billing exports are large: their upload streams into the database under its own limit.
-        .merge(
-            crate::billing::upload_router()
-                .layer(RequestBodyLimitLayer::new(crate::billing::MAX_UPLOAD_BYTES)),
-        );
+        // Billing exports are large: their upload streams into the database, and the handler
+        // enforces the operator's limit (STRATA_IMPORT_MAX_BYTES) itself, naming it.
+        .merge(crate::billing::upload_router().layer(axum::extract::DefaultBodyLimit::disable()));
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)
         .routes(utoipa_axum::routes!(

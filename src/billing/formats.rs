@@ -87,6 +87,64 @@ fn kind_of(column: &str) -> Kind {
 /// Columns a row cannot be loaded without.
 const REQUIRED: &[&str] = &["billed_cost", "billing_currency", "charge_period_start"];
 
+/// The columns FOCUS (1.0 to 1.2 alike) makes mandatory: a FOCUS file without one of them is
+/// refused, unless the import gives it a value in `defaults`.
+pub const FOCUS_MANDATORY: &[&str] = &[
+    "BilledCost",
+    "BillingAccountId",
+    "BillingAccountName",
+    "BillingCurrency",
+    "BillingPeriodEnd",
+    "BillingPeriodStart",
+    "ChargeCategory",
+    "ChargeClass",
+    "ChargeDescription",
+    "ChargePeriodEnd",
+    "ChargePeriodStart",
+    "ContractedCost",
+    "EffectiveCost",
+    "InvoiceIssuerName",
+    "ListCost",
+    "PricingQuantity",
+    "PricingUnit",
+    "ProviderName",
+    "PublisherName",
+    "ServiceCategory",
+    "ServiceName",
+];
+
+/// Checks the `defaults` of an import request: an object of values by column name (FOCUS's,
+/// compared loosely), each valid for its column. Returns them by FOCUS name, normalised.
+pub fn check_defaults(given: &Value) -> Result<Value, String> {
+    let Value::Object(given) = given else {
+        return Err(
+            "must be a JSON object of column values, like {\"BillingCurrency\": \"USD\"}".into(),
+        );
+    };
+    let mut checked = Map::new();
+    for (name, value) in given {
+        let Some(at) = focus_names().iter().position(|n| key(n) == key(name)) else {
+            return Err(format!("{name} is not a column a record has"));
+        };
+        let text = match value {
+            Value::String(s) => s.trim().to_string(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            Value::Object(_) if kinds()[at] == Kind::Tags => value.to_string(),
+            _ => return Err(format!("{name} must be a string or a number")),
+        };
+        if text.is_empty() {
+            return Err(format!("{name} must not be empty"));
+        }
+        let normalised = normalise(COLUMNS[at], kinds()[at], Cow::Borrowed(&text))?;
+        checked.insert(
+            focus_names()[at].clone(),
+            Value::String(normalised.into_owned()),
+        );
+    }
+    Ok(Value::Object(checked))
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
@@ -123,6 +181,18 @@ impl Format {
             Format::Oci => "oci",
             Format::Gcp => "gcp",
             Format::Databricks => "databricks",
+        }
+    }
+
+    /// The format's name for people.
+    pub fn title(self) -> &'static str {
+        match self {
+            Format::Focus => "FOCUS",
+            Format::AwsCur => "an AWS Cost and Usage Report",
+            Format::Azure => "an Azure cost export",
+            Format::Oci => "an OCI cost report",
+            Format::Gcp => "a Google Cloud billing export",
+            Format::Databricks => "Databricks usage",
         }
     }
 
@@ -171,10 +241,16 @@ pub struct Converter {
     tag_columns: Vec<(String, usize)>,
     /// FOCUS: each of [`COLUMNS`]' position in the header, found once rather than per row.
     focus_positions: Vec<Option<usize>>,
+    /// The import's value for each of [`COLUMNS`] where a row has none.
+    defaults: Vec<Option<String>>,
+    /// Fields in the header: a row with fewer is refused.
+    header_len: usize,
 }
 
 impl Converter {
-    pub fn new(format: Format, header: &StringRecord) -> Result<Self, String> {
+    /// A converter for files with this header. `defaults` holds values by FOCUS column name
+    /// (as [`check_defaults`] returns them) for columns the file lacks or leaves empty.
+    pub fn new(format: Format, header: &StringRecord, defaults: &Value) -> Result<Self, String> {
         let mut index = std::collections::HashMap::new();
         for (i, name) in header.iter().enumerate() {
             index.entry(key(name)).or_insert(i);
@@ -198,14 +274,25 @@ impl Converter {
                 _ => index.get(&key(name)).copied(),
             })
             .collect();
+        let defaults: Vec<Option<String>> = focus_names()
+            .iter()
+            .map(|name| {
+                defaults
+                    .get(name)
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+            .collect();
         let converter = Self {
             format,
             index,
             tag_columns,
             focus_positions,
+            defaults,
+            header_len: header.len(),
         };
         let required: &[&str] = match format {
-            Format::Focus => &["BilledCost", "BillingCurrency", "ChargePeriodStart"],
+            Format::Focus => FOCUS_MANDATORY,
             Format::AwsCur => &[
                 "lineItem/UnblendedCost",
                 "lineItem/CurrencyCode",
@@ -220,10 +307,32 @@ impl Converter {
             Format::Gcp => &["cost", "currency", "usage_start_time"],
             Format::Databricks => &["usage_quantity", "usage_start_time", "sku_name"],
         };
-        for name in required {
-            if !converter.index.contains_key(&key(name)) {
-                return Err(format!("the header has no {name} column"));
-            }
+        let defaulted = |name: &str| {
+            focus_names()
+                .iter()
+                .position(|n| n == name)
+                .is_some_and(|at| converter.defaults[at].is_some())
+        };
+        let missing: Vec<&str> = required
+            .iter()
+            .copied()
+            .filter(|name| !converter.index.contains_key(&key(name)) && !defaulted(name))
+            .collect();
+        if !missing.is_empty() {
+            let example = missing
+                .iter()
+                .map(|name| format!("\"{name}\": \"...\""))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(format!(
+                "the file has no {} column{} ({} requires {}): add {}, or give the import a value \
+                 for each in defaults, like {{{example}}}",
+                missing.join(", "),
+                if missing.len() == 1 { "" } else { "s" },
+                format.title(),
+                if missing.len() == 1 { "it" } else { "them" },
+                if missing.len() == 1 { "it" } else { "them" },
+            ));
         }
         if format == Format::Azure
             && !["CostInBillingCurrency", "PreTaxCost"]
@@ -237,7 +346,26 @@ impl Converter {
 
     /// The row's values, or why it cannot be loaded. FOCUS values are borrowed from the record
     /// where normalising leaves them as written (most are): no copy per field.
-    pub fn convert<'r>(&self, record: &'r StringRecord) -> Result<Vec<Field<'r>>, String> {
+    pub fn convert<'r>(&'r self, record: &'r StringRecord) -> Result<Vec<Field<'r>>, String> {
+        if record.len() < self.header_len {
+            return Err(format!(
+                "the row has {} fields where the header has {}",
+                record.len(),
+                self.header_len
+            ));
+        }
+        if record.len() > self.header_len
+            && record
+                .iter()
+                .skip(self.header_len)
+                .any(|f| !f.trim().is_empty())
+        {
+            return Err(format!(
+                "the row has {} fields where the header has {}",
+                record.len(),
+                self.header_len
+            ));
+        }
         let owned = |row: Vec<Option<String>>| -> Vec<Field<'r>> {
             row.into_iter().map(|v| v.map(Cow::Owned)).collect()
         };
@@ -254,9 +382,12 @@ impl Converter {
             Format::Databricks => owned(self.databricks(record)?),
         };
         let mut values = Vec::with_capacity(COLUMNS.len());
-        for ((column, &kind), raw) in COLUMNS.iter().zip(kinds()).zip(raw) {
+        for (((column, &kind), raw), default) in
+            COLUMNS.iter().zip(kinds()).zip(raw).zip(&self.defaults)
+        {
             let value = match raw {
-                None => None,
+                // Defaults were normalised when the import was asked for.
+                None => default.as_deref().map(Cow::Borrowed),
                 Some(raw) => Some(normalise(column, kind, raw)?),
             };
             if value.is_none() && REQUIRED.contains(column) {
@@ -1011,7 +1142,7 @@ mod tests {
             "resourceTags/user:team",
         ]);
         assert_eq!(Format::detect(&header), Some(Format::AwsCur));
-        let converter = Converter::new(Format::AwsCur, &header).unwrap();
+        let converter = Converter::new(Format::AwsCur, &header, &Value::Null).unwrap();
         let column = |name: &str| COLUMNS.iter().position(|c| *c == name).unwrap();
         let record = StringRecord::from(vec![
             "SavingsPlanRecurringFee",
@@ -1035,9 +1166,10 @@ mod tests {
     fn convert(header: &[&str], row: &[&str]) -> (Format, Vec<Option<String>>) {
         let header = StringRecord::from(header.to_vec());
         let format = Format::detect(&header).expect("a known header");
-        let values = Converter::new(format, &header)
-            .unwrap()
-            .convert(&StringRecord::from(row.to_vec()))
+        let converter = Converter::new(format, &header, &Value::Null).unwrap();
+        let record = StringRecord::from(row.to_vec());
+        let values = converter
+            .convert(&record)
             .unwrap()
             .into_iter()
             .map(|v| v.map(Cow::into_owned))
@@ -1159,12 +1291,13 @@ mod tests {
             "{}",
             "{}",
         ]);
-        let unpriced = Converter::new(
+        let unpriced_converter = Converter::new(
             Format::Databricks,
             &StringRecord::from(header[..7].to_vec()),
+            &Value::Null,
         )
-        .unwrap()
-        .convert(&unpriced_record);
+        .unwrap();
+        let unpriced = unpriced_converter.convert(&unpriced_record);
         assert!(unpriced.unwrap_err().contains("list_prices"));
     }
 
@@ -1232,21 +1365,89 @@ mod tests {
             "Tags",
         ]);
         assert_eq!(Format::detect(&header), Some(Format::Focus));
-        let converter = Converter::new(Format::Focus, &header).unwrap();
+        // Every missing mandatory column is named at once.
+        let refused = Converter::new(Format::Focus, &header, &Value::Null)
+            .err()
+            .unwrap();
+        for name in FOCUS_MANDATORY {
+            let present = [
+                "BilledCost",
+                "BillingCurrency",
+                "ChargePeriodStart",
+                "ServiceName",
+            ];
+            assert_eq!(
+                refused.contains(name),
+                !present.contains(name),
+                "{name}: {refused}"
+            );
+        }
+        // Defaults stand in for them (and fill empty values).
+        let missing: Map<String, Value> = FOCUS_MANDATORY
+            .iter()
+            .filter(|n| {
+                ![
+                    "BilledCost",
+                    "BillingCurrency",
+                    "ChargePeriodStart",
+                    "ServiceName",
+                ]
+                .contains(n)
+            })
+            .map(|n| {
+                let value =
+                    match kind_of(COLUMNS[focus_names().iter().position(|f| f == n).unwrap()]) {
+                        Kind::Amount => "0",
+                        Kind::Time => "2024-09-01",
+                        _ => "x",
+                    };
+                (n.to_string(), Value::String(value.into()))
+            })
+            .collect();
+        let mut defaults = Value::Object(missing);
+        defaults["billingcurrency"] = "EUR".into();
+        let defaults = check_defaults(&defaults).unwrap();
+        assert_eq!(defaults["BillingCurrency"], "EUR");
+        assert_eq!(defaults["BillingPeriodStart"], "2024-09-01T00:00:00+00:00");
+        let converter = Converter::new(Format::Focus, &header, &defaults).unwrap();
         let record = StringRecord::from(vec!["1.25", "USD", "2024-09-01 00:00:00", "NULL", "NULL"]);
         let row = converter.convert(&record).unwrap();
         assert_eq!(row[0].as_deref(), Some("1.25"));
+        assert_eq!(row[column("billing_currency")].as_deref(), Some("USD"));
         // A UTC time stays as written; others become RFC 3339 in UTC.
         assert_eq!(row[5].as_deref(), Some("2024-09-01 00:00:00"));
-        let record = StringRecord::from(vec!["1", "USD", "2024-09-01T02:00:00+02:00", "", ""]);
+        let record = StringRecord::from(vec!["1", "", "2024-09-01T02:00:00+02:00", "", ""]);
         let row = converter.convert(&record).unwrap();
         assert_eq!(row[5].as_deref(), Some("2024-09-01T00:00:00+00:00"));
-        assert!(row[COLUMNS.iter().position(|c| *c == "service_name").unwrap()].is_none());
+        assert_eq!(row[column("billing_currency")].as_deref(), Some("EUR"));
+        assert!(row[column("service_name")].is_none());
         let missing = StringRecord::from(vec!["", "USD", "2024-09-01", "", ""]);
         assert_eq!(
             converter.convert(&missing),
             Err("BilledCost is empty".to_string())
         );
-        assert!(Converter::new(Format::Focus, &StringRecord::from(vec!["BilledCost"])).is_err());
+        // A short row is refused, not loaded with nulls; trailing empty fields are harmless.
+        let short = StringRecord::from(vec!["1", "USD", "2024-09-01"]);
+        assert_eq!(
+            converter.convert(&short),
+            Err("the row has 3 fields where the header has 5".to_string())
+        );
+        let trailing = StringRecord::from(vec!["1", "USD", "2024-09-01", "", "", ""]);
+        assert!(converter.convert(&trailing).is_ok());
+        let long = StringRecord::from(vec!["1", "USD", "2024-09-01", "", "", "oops"]);
+        assert!(converter.convert(&long).is_err());
+        for bad in [
+            serde_json::json!({"NoSuchColumn": "x"}),
+            serde_json::json!({"BilledCost": "abc"}),
+            serde_json::json!({"ChargePeriodStart": "yesterday"}),
+            serde_json::json!({"BillingCurrency": ["USD"]}),
+            serde_json::json!(["USD"]),
+        ] {
+            assert!(check_defaults(&bad).is_err(), "{bad}");
+        }
+    }
+
+    fn column(name: &str) -> usize {
+        COLUMNS.iter().position(|c| *c == name).unwrap()
     }
 }

@@ -6,6 +6,7 @@ pub mod binary_copy;
 pub mod currency;
 pub mod formats;
 pub mod import;
+pub mod manifest;
 pub mod records;
 pub mod rollup;
 
@@ -27,22 +28,21 @@ use crate::state::AppState;
 use crate::tasks::NewTask;
 use formats::Format;
 
-/// Largest billing export accepted as an upload.
-pub const MAX_UPLOAD_BYTES: usize = 8 << 30;
 /// Uploaded files are kept in pieces of this size until imported.
 const CHUNK_BYTES: usize = 1 << 20;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_imports))
-        .routes(routes!(get_import))
+        .routes(routes!(get_import, delete_import))
         .routes(routes!(costs))
         .routes(routes!(summary))
         .merge(records::router())
         .merge(currency::router())
 }
 
-/// The upload route: outside the 1 MiB body limit (and the idempotency buffer).
+/// The upload route: outside the 1 MiB body limit (and the idempotency buffer); its own limit
+/// is `STRATA_IMPORT_MAX_BYTES`.
 pub fn upload_router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(create_import))
 }
@@ -50,15 +50,47 @@ pub fn upload_router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UrlImport {
-    /// An HTTP(S) URL of the export, such as a presigned bucket link.
+    /// An HTTP(S) URL of the export, such as a presigned bucket link, or of a manifest listing
+    /// its parts (an AWS Cost and Usage Report `-Manifest.json`, a Data Exports manifest, an
+    /// Azure export `manifest.json`): every part is imported as one import.
     pub url: String,
+    /// The parts' URLs, when the manifest's own link does not authorise its parts (presigned
+    /// links are per object). Imported in order as one import.
+    pub parts: Option<Vec<String>>,
     pub provider_id: Option<Uuid>,
     /// `auto` (the default: told by the header), `focus`, `aws_cur`, `azure`, `oci`, `gcp` or
     /// `databricks`.
     pub format: Option<String>,
+    /// The file's name for replacement: a later import with the same key, provider and billing
+    /// period replaces this one's rows. Default: the uploaded file's name, or the URL without
+    /// its query string.
+    pub source_key: Option<String>,
+    /// `file` (the default): replace only an earlier import of the same file, so the files of
+    /// one period add up; `period`: this import is the whole truth for its billing periods.
+    pub replace: Option<String>,
+    /// `actual` or `amortized`, for exports that come as both (Azure): the later of the two
+    /// replaces the earlier for the same provider, billing account and period. Manifests say
+    /// it themselves.
+    pub dataset: Option<String>,
+    /// Values for columns the file lacks or leaves empty, by FOCUS column name
+    /// (`{"BillingCurrency": "USD"}`).
+    #[schema(value_type = Object)]
+    pub defaults: Option<Value>,
 }
 
-/// A multipart upload: the export (`file`, CSV or gzipped CSV) and the same options.
+/// What an import request may say besides its file (see [`UrlImport`] for each).
+#[derive(Debug, Default)]
+struct ImportOptions {
+    provider_id: Option<Uuid>,
+    format: Option<String>,
+    source_key: Option<String>,
+    replace: Option<String>,
+    dataset: Option<String>,
+    defaults: Option<Value>,
+}
+
+/// A multipart upload: the export (`file`, CSV or gzipped CSV) and the same options, each a
+/// form field (`defaults` as a JSON object).
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ImportUpload {
@@ -66,6 +98,10 @@ pub struct ImportUpload {
     file: Vec<u8>,
     provider_id: Option<Uuid>,
     format: Option<String>,
+    source_key: Option<String>,
+    replace: Option<String>,
+    dataset: Option<String>,
+    defaults: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -77,13 +113,90 @@ pub struct ImportAccepted {
     pub message: String,
 }
 
-/// What `format` may say.
-fn check_format(v: &mut Validator, format: Option<&str>) {
-    v.check(
-        format.is_none_or(|f| f == "auto" || Format::parse(f).is_some()),
-        "format",
-        "must be auto, focus, aws_cur, azure, oci, gcp or databricks",
-    );
+/// Room for a multipart form's boundaries and small fields around the file.
+const FORM_OVERHEAD: u64 = 64 << 10;
+/// Parts a URL import may list.
+const MAX_PARTS: usize = 1000;
+
+/// A byte count as people write limits: `8 GiB`, `512 MiB`, `1000 bytes`.
+pub fn human_bytes(n: u64) -> String {
+    for (unit, shift) in [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{} {unit}", n >> shift);
+        }
+    }
+    format!("{n} bytes")
+}
+
+/// Whether a URL is one an import may fetch (the outbound policy checks its address later).
+fn is_http_url(url: &str) -> bool {
+    reqwest::Url::parse(url)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+}
+
+/// The options as stored: checked, with `defaults` normalised to FOCUS names and text values.
+struct CheckedOptions {
+    provider_id: Option<Uuid>,
+    format: String,
+    source_key: Option<String>,
+    replace: &'static str,
+    dataset: Option<String>,
+    defaults: Value,
+}
+
+impl ImportOptions {
+    async fn check(self, state: &AppState, tenant_id: Uuid) -> AppResult<CheckedOptions> {
+        let mut v = Validator::new();
+        let format = self.format.unwrap_or_else(|| "auto".into());
+        v.check(
+            format == "auto" || Format::parse(&format).is_some(),
+            "format",
+            "must be auto, focus, aws_cur, azure, oci, gcp or databricks",
+        );
+        let replace = match self.replace.as_deref() {
+            None | Some("file") => "file",
+            Some("period") => "period",
+            Some(_) => {
+                v.error("replace", "must be file or period");
+                "file"
+            }
+        };
+        v.check(
+            self.dataset
+                .as_deref()
+                .is_none_or(|d| matches!(d, "actual" | "amortized")),
+            "dataset",
+            "must be actual or amortized",
+        );
+        if let Some(key) = &self.source_key {
+            v.text("source_key", key, 1, 1024);
+            v.check(
+                !key.contains(|c: char| c.is_control()),
+                "source_key",
+                "must not hold control characters",
+            );
+        }
+        let defaults = match self.defaults {
+            None | Some(Value::Null) => Value::Object(Default::default()),
+            Some(given) => match formats::check_defaults(&given) {
+                Ok(defaults) => defaults,
+                Err(message) => {
+                    v.error("defaults", message);
+                    Value::Null
+                }
+            },
+        };
+        v.finish()?;
+        check_provider(state, tenant_id, self.provider_id).await?;
+        Ok(CheckedOptions {
+            provider_id: self.provider_id,
+            format,
+            source_key: self.source_key,
+            replace,
+            dataset: self.dataset,
+            defaults,
+        })
+    }
 }
 
 async fn check_provider(state: &AppState, tenant_id: Uuid, id: Option<Uuid>) -> AppResult<()> {
@@ -96,7 +209,10 @@ async fn check_provider(state: &AppState, tenant_id: Uuid, id: Option<Uuid>) -> 
     Ok(())
 }
 
-/// Import a billing export: upload it (multipart, field `file`) or give its URL (JSON).
+/// Import a billing export: upload it (multipart, field `file`) or give its URL or its
+/// manifest's (JSON). A file of the same key, provider and billing period replaces its earlier
+/// import; other files of the period add to it (`replace: "period"` makes this one the whole
+/// period).
 #[utoipa::path(post, path = "/billing/imports", tag = "billing",
     request_body(content(
         (UrlImport = "application/json"),
@@ -117,102 +233,56 @@ async fn create_import(
         .is_some_and(|v| v.starts_with("multipart/form-data"));
     let id = Uuid::new_v4();
     let mut tx = state.db.begin().await?;
-    let (provider_id, format, bytes) = if multipart {
-        let mut form = Multipart::from_request(request, &state)
-            .await
-            .map_err(|err| AppError::BadRequest(err.body_text()))?;
-        sqlx::query!(
-            "INSERT INTO billing_imports (id, tenant_id, source, created_by) VALUES ($1, $2, 'upload', $3)",
-            id,
-            auth.tenant_id,
-            auth.user_id()
-        )
-        .execute(&mut *tx)
-        .await?;
-        let (mut provider_id, mut format, mut bytes, mut seen_file) = (None, None, 0i64, false);
-        let bad = |err: axum::extract::multipart::MultipartError| {
-            if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge(format!(
-                    "the file is too large (limit {} GiB)",
-                    MAX_UPLOAD_BYTES >> 30
-                ))
-            } else {
-                AppError::BadRequest(err.body_text())
-            }
-        };
-        while let Some(mut field) = form.next_field().await.map_err(bad)? {
-            match field.name().unwrap_or_default() {
-                "file" => {
-                    seen_file = true;
-                    let filename = field.file_name().map(str::to_string);
-                    sqlx::query!(
-                        "UPDATE billing_imports SET filename = $2 WHERE id = $1",
-                        id,
-                        filename
-                    )
-                    .execute(&mut *tx)
-                    .await?;
-                    // Written as it arrives, a piece at a time: never the whole file in memory.
-                    let (mut piece, mut seq) = (Vec::with_capacity(CHUNK_BYTES), 0);
-                    while let Some(chunk) = field.chunk().await.map_err(bad)? {
-                        bytes += chunk.len() as i64;
-                        piece.extend_from_slice(&chunk);
-                        if piece.len() >= CHUNK_BYTES {
-                            store_chunk(&mut tx, id, seq, &std::mem::take(&mut piece)).await?;
-                            seq += 1;
-                        }
-                    }
-                    if !piece.is_empty() {
-                        store_chunk(&mut tx, id, seq, &piece).await?;
-                    }
-                }
-                "provider_id" => {
-                    let text = field.text().await.map_err(bad)?;
-                    provider_id = Some(
-                        text.trim()
-                            .parse::<Uuid>()
-                            .map_err(|_| AppError::invalid("provider_id", "must be a UUID"))?,
-                    );
-                }
-                "format" => format = Some(field.text().await.map_err(bad)?.trim().to_string()),
-                other => {
-                    return Err(AppError::invalid(
-                        other,
-                        "unknown field (expected file, provider_id, format)",
-                    ));
-                }
-            }
-        }
-        if !seen_file {
-            return Err(AppError::invalid("file", "the form has no file"));
-        }
-        (provider_id, format, bytes)
+    let (options, bytes) = if multipart {
+        let (options, bytes) =
+            receive_upload(&state, &mut tx, id, auth.tenant_id, auth.user_id(), request).await?;
+        (options.check(&state, auth.tenant_id).await?, bytes)
     } else {
         let Json(body) = Json::<UrlImport>::from_request(request, &state).await?;
         let mut v = Validator::new();
         v.check(
-            reqwest::Url::parse(&body.url)
-                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some()),
+            is_http_url(&body.url),
             "url",
             "must be an http or https URL",
         );
+        if let Some(parts) = &body.parts {
+            v.check(
+                (1..=MAX_PARTS).contains(&parts.len()),
+                "parts",
+                format!("must list 1 to {MAX_PARTS} URLs"),
+            );
+            v.check(
+                parts.iter().all(|p| is_http_url(p)),
+                "parts",
+                "must be http or https URLs",
+            );
+        }
         v.finish()?;
+        let options = ImportOptions {
+            provider_id: body.provider_id,
+            format: body.format,
+            source_key: body.source_key,
+            replace: body.replace,
+            dataset: body.dataset,
+            defaults: body.defaults,
+        };
+        let mut options = options.check(&state, auth.tenant_id).await?;
+        options.source_key = options
+            .source_key
+            .or_else(|| Some(without_query(&body.url)));
         sqlx::query!(
-            "INSERT INTO billing_imports (id, tenant_id, source, url, created_by)
-             VALUES ($1, $2, 'url', $3, $4)",
+            "INSERT INTO billing_imports (id, tenant_id, source, url, parts, created_by)
+             VALUES ($1, $2, 'url', $3, $4, $5)",
             id,
             auth.tenant_id,
             body.url,
+            body.parts.as_deref(),
             auth.user_id()
         )
         .execute(&mut *tx)
         .await?;
-        (body.provider_id, body.format, 0)
+        (options, 0)
     };
-    let mut v = Validator::new();
-    check_format(&mut v, format.as_deref());
-    v.finish()?;
-    check_provider(&state, auth.tenant_id, provider_id).await?;
     let task_id = crate::tasks::enqueue_one(
         &mut tx,
         NewTask {
@@ -224,12 +294,18 @@ async fn create_import(
     )
     .await?;
     sqlx::query!(
-        "UPDATE billing_imports SET provider_id = $2, format = $3, bytes = $4, task_id = $5 WHERE id = $1",
+        "UPDATE billing_imports SET provider_id = $2, format = $3, bytes = $4, task_id = $5,
+                source_key = COALESCE($6, source_key), replace_mode = $7, dataset = $8, defaults = $9
+         WHERE id = $1",
         id,
-        provider_id,
-        format.unwrap_or_else(|| "auto".into()),
+        options.provider_id,
+        options.format,
         bytes,
-        task_id
+        task_id,
+        options.source_key,
+        options.replace,
+        options.dataset,
+        options.defaults
     )
     .execute(&mut *tx)
     .await?;
@@ -244,6 +320,131 @@ async fn create_import(
             message: "Billing import started".into(),
         }),
     ))
+}
+
+/// Reads a multipart upload: the file goes into the database a piece at a time as it arrives
+/// (never whole in memory); the other fields become the options.
+async fn receive_upload(
+    state: &AppState,
+    tx: &mut sqlx::PgConnection,
+    id: Uuid,
+    tenant_id: Uuid,
+    user_id: Option<Uuid>,
+    request: Request,
+) -> AppResult<(ImportOptions, i64)> {
+    let limit = state.settings.import_max_bytes;
+    let too_large = || {
+        AppError::PayloadTooLarge(format!(
+            "the file is too large (limit {})",
+            human_bytes(limit)
+        ))
+    };
+    // A declared length past the limit (and the form's few header lines) is refused unread.
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit.saturating_add(FORM_OVERHEAD)) {
+        return Err(too_large());
+    }
+    let mut form = Multipart::from_request(request, state)
+        .await
+        .map_err(|err| AppError::BadRequest(err.body_text()))?;
+    sqlx::query!(
+        "INSERT INTO billing_imports (id, tenant_id, source, created_by) VALUES ($1, $2, 'upload', $3)",
+        id,
+        tenant_id,
+        user_id
+    )
+    .execute(&mut *tx)
+    .await?;
+    let bad = |err: axum::extract::multipart::MultipartError| {
+        if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            too_large()
+        } else {
+            AppError::BadRequest(err.body_text())
+        }
+    };
+    let mut options = ImportOptions::default();
+    let (mut bytes, mut seen_file) = (0u64, false);
+    while let Some(mut field) = form.next_field().await.map_err(bad)? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "file" {
+            if seen_file {
+                return Err(AppError::invalid("file", "give one file per import"));
+            }
+            seen_file = true;
+            let filename = field.file_name().map(str::to_string);
+            let (mut piece, mut seq) = (Vec::with_capacity(CHUNK_BYTES), 0);
+            while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                bytes += chunk.len() as u64;
+                if bytes > limit {
+                    return Err(too_large());
+                }
+                piece.extend_from_slice(&chunk);
+                if piece.len() >= CHUNK_BYTES {
+                    store_chunk(&mut *tx, id, seq, &piece).await?;
+                    piece.clear();
+                    seq += 1;
+                }
+            }
+            if !piece.is_empty() {
+                store_chunk(&mut *tx, id, seq, &piece).await?;
+            }
+            sqlx::query!(
+                "UPDATE billing_imports SET filename = $2, source_key = $2 WHERE id = $1",
+                id,
+                filename.filter(|f| !f.is_empty() && !f.contains(|c: char| c.is_control()))
+            )
+            .execute(&mut *tx)
+            .await?;
+            continue;
+        }
+        let text = field.text().await.map_err(bad)?;
+        let text = text.trim().to_string();
+        match name.as_str() {
+            "provider_id" => {
+                options.provider_id = Some(
+                    text.parse::<Uuid>()
+                        .map_err(|_| AppError::invalid("provider_id", "must be a UUID"))?,
+                )
+            }
+            "format" => options.format = Some(text),
+            "source_key" => options.source_key = Some(text),
+            "replace" => options.replace = Some(text),
+            "dataset" => options.dataset = Some(text),
+            "defaults" => {
+                options.defaults = Some(serde_json::from_str(&text).map_err(|_| {
+                    AppError::invalid("defaults", "must be a JSON object of column values")
+                })?)
+            }
+            other => {
+                return Err(AppError::invalid(
+                    other,
+                    "unknown field (expected file, provider_id, format, source_key, replace, dataset, defaults)",
+                ));
+            }
+        }
+    }
+    if !seen_file {
+        return Err(AppError::invalid("file", "the form has no file"));
+    }
+    Ok((options, bytes as i64))
+}
+
+/// A URL without its query string and fragment (which may hold a signature).
+pub(crate) fn without_query(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) => {
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let _ = parsed.set_password(None);
+            let _ = parsed.set_username("");
+            parsed.to_string()
+        }
+        Err(_) => String::new(),
+    }
 }
 
 async fn store_chunk(
@@ -280,8 +481,26 @@ pub struct BillingImport {
     pub rows_read: i64,
     pub rows_loaded: i64,
     pub rows_rejected: i64,
-    /// Rows of earlier imports (same provider, billing account and period) this one replaced.
+    /// Rows of earlier imports this one replaced (the same file, or the same billing periods
+    /// with `replace: "period"`).
     pub rows_replaced: i64,
+    /// What a later import of the same file replaces: by default the file's name or the URL
+    /// without its query string.
+    pub source_key: Option<String>,
+    /// SHA-256 of the file's CSV content (after gzip): identical content is the same file.
+    pub content_sha256: Option<String>,
+    /// `file` or `period`.
+    pub replace_mode: String,
+    /// `actual` or `amortized`, when the export said (or the request did).
+    pub dataset: Option<String>,
+    /// Values given for columns the file lacks or leaves empty.
+    pub defaults: Value,
+    /// Part URLs given with the request (without their query strings).
+    pub parts: Option<Vec<String>>,
+    /// Files read so far (1 for a single file; each part of a manifest).
+    pub parts_read: i32,
+    /// The later import that replaced every billing period this one held.
+    pub replaced_by: Option<Uuid>,
     /// Up to 20 rejected rows: `{line, reason}`.
     pub rejected_examples: Value,
     /// Per currency: billed, effective and list cost (exact decimals, as text).
@@ -295,14 +514,10 @@ pub struct BillingImport {
 
 impl BillingImport {
     fn shown(mut self) -> Self {
-        self.url = self.url.map(|url| match reqwest::Url::parse(&url) {
-            Ok(mut parsed) => {
-                parsed.set_query(None);
-                let _ = parsed.set_password(None);
-                parsed.to_string()
-            }
-            Err(_) => String::new(),
-        });
+        self.url = self.url.as_deref().map(without_query);
+        self.parts = self
+            .parts
+            .map(|parts| parts.iter().map(|p| without_query(p)).collect());
         self
     }
 }
@@ -319,8 +534,9 @@ async fn list_imports(
     let data = sqlx::query_as!(
         BillingImport,
         "SELECT id, task_id, provider_id, source, url, filename, format, detected_format, status, bytes,
-                rows_read, rows_loaded, rows_rejected, rows_replaced, rejected_examples, totals,
-                period_start, period_end, error, created_at, finished_at
+                rows_read, rows_loaded, rows_rejected, rows_replaced, source_key, content_sha256,
+                replace_mode, dataset, defaults, parts, parts_read, replaced_by, rejected_examples,
+                totals, period_start, period_end, error, created_at, finished_at
          FROM billing_imports WHERE tenant_id = $1 ORDER BY created_at DESC, id LIMIT $2 OFFSET $3",
         auth.tenant_id,
         limit,
@@ -352,8 +568,9 @@ async fn get_import(
     let found = sqlx::query_as!(
         BillingImport,
         "SELECT id, task_id, provider_id, source, url, filename, format, detected_format, status, bytes,
-                rows_read, rows_loaded, rows_rejected, rows_replaced, rejected_examples, totals,
-                period_start, period_end, error, created_at, finished_at
+                rows_read, rows_loaded, rows_rejected, rows_replaced, source_key, content_sha256,
+                replace_mode, dataset, defaults, parts, parts_read, replaced_by, rejected_examples,
+                totals, period_start, period_end, error, created_at, finished_at
          FROM billing_imports WHERE id = $1 AND tenant_id = $2",
         id,
         auth.tenant_id
@@ -362,6 +579,52 @@ async fn get_import(
     .await?
     .ok_or(AppError::NotFound("billing import"))?;
     Ok(Json(found.shown()))
+}
+
+/// Undo an import: its records, their days in the rollup and its totals go. Rows it replaced
+/// when it ran do not come back (import their file again).
+#[utoipa::path(delete, path = "/billing/imports/{id}", tag = "billing", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404), (status = 409, description = "The import is still running")),
+    security(("bearer" = []), ("api_key" = [])))]
+async fn delete_import(
+    State(state): State<AppState>,
+    auth: TenantAuth,
+    Path(id): Path<Uuid>,
+) -> AppResult<StatusCode> {
+    auth.require(Role::Member)?;
+    let mut tx = state.db.begin().await?;
+    let found = sqlx::query!(
+        "SELECT status FROM billing_imports WHERE id = $1 AND tenant_id = $2 FOR UPDATE",
+        id,
+        auth.tenant_id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(AppError::NotFound("billing import"))?;
+    if matches!(found.status.as_str(), "queued" | "running") {
+        return Err(AppError::Conflict(format!(
+            "the import is {}: cancel its task first",
+            found.status
+        )));
+    }
+    let span = sqlx::query!(
+        "SELECT min(charge_period_start) AS first, max(charge_period_start) AS last
+         FROM cost_records WHERE tenant_id = $1 AND import_id = $2",
+        auth.tenant_id,
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    // Its table is dropped by the delete's trigger, before the rollup is recomputed: the drop
+    // locks the tenant's records, so an import that attaches meanwhile waits for this one.
+    sqlx::query!("DELETE FROM billing_imports WHERE id = $1", id)
+        .execute(&mut *tx)
+        .await?;
+    if let (Some(first), Some(last)) = (span.first, span.last) {
+        rollup::recompute(&mut tx, auth.tenant_id, first, last).await?;
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]

@@ -94,7 +94,7 @@ async fn check_and_record(state: &AppState, provider: &ProviderRow) -> AppResult
     let outcome = match provider_type {
         ProviderType::Sandbox => state.terraform.check().await.map(|_| ()),
         _ => match endpoint_of(state, provider, provider_type).await? {
-            Some(endpoint) => connect(&endpoint).await,
+            Some(endpoint) => connect(state, &endpoint).await,
             None => Err("no API endpoint is configured (set settings.endpoint)".to_string()),
         },
     };
@@ -177,65 +177,15 @@ async fn endpoint_of(
     })
 }
 
-/// `host:port` from an endpoint given as a URL or as `host[:port]`.
-fn host_and_port(endpoint: &str) -> (String, u16) {
-    let (default_port, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
-        (443, rest)
-    } else if let Some(rest) = endpoint.strip_prefix("http://") {
-        (80, rest)
-    } else {
-        (443, endpoint)
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-    match authority.rsplit_once(':') {
-        Some((host, port)) if port.parse::<u16>().is_ok() => {
-            (host.to_string(), port.parse().unwrap_or(default_port))
-        }
-        _ => (authority.to_string(), default_port),
-    }
-}
-
-async fn connect(endpoint: &str) -> Result<(), String> {
-    let (host, port) = host_and_port(endpoint);
-    let attempt = async {
-        let addrs: Vec<_> = tokio::net::lookup_host((host.as_str(), port))
-            .await
-            .map_err(|err| format!("cannot resolve {host}: {err}"))?
-            .collect();
-        let mut last_error = format!("{host} resolved to no address");
-        for addr in addrs {
-            match tokio::net::TcpStream::connect(addr).await {
-                Ok(_) => return Ok(()),
-                Err(err) => last_error = format!("cannot connect to {host}:{port} ({addr}): {err}"),
-            }
-        }
-        Err(last_error)
-    };
-    tokio::time::timeout(CONNECT_TIMEOUT, attempt)
+/// A TCP connection to the endpoint, through the outbound-address policy (a tenant sets most
+/// endpoints).
+async fn connect(state: &AppState, endpoint: &str) -> Result<(), String> {
+    let endpoint = crate::outbound::Endpoint::parse(endpoint).map_err(|err| err.to_string())?;
+    state
+        .settings
+        .outbound
+        .connect(&endpoint, CONNECT_TIMEOUT)
         .await
-        .unwrap_or_else(|_| {
-            Err(format!(
-                "no answer from {host}:{port} within {} s",
-                CONNECT_TIMEOUT.as_secs()
-            ))
-        })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::host_and_port;
-
-    #[test]
-    fn endpoints_parse_as_urls_or_host_port() {
-        assert_eq!(
-            host_and_port("https://pve.local:8006/api2"),
-            ("pve.local".into(), 8006)
-        );
-        assert_eq!(host_and_port("http://x.io"), ("x.io".into(), 80));
-        assert_eq!(
-            host_and_port("api.cloudflare.com:443"),
-            ("api.cloudflare.com".into(), 443)
-        );
-        assert_eq!(host_and_port("example.com"), ("example.com".into(), 443));
-    }
+        .map(drop)
+        .map_err(|err| err.to_string())
 }

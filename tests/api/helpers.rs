@@ -201,8 +201,12 @@ pub fn test_settings() -> Settings {
         backup_dir: std::env::temp_dir().join(format!("strata-backups-{}", Uuid::new_v4())),
         // Nothing answers here: a test that uses Cloudflare starts its stand-in and sets this.
         cloudflare_api_url: "http://127.0.0.1:9/client/v4/".into(),
-        // The tests serve exports from 127.0.0.1.
-        import_allow_private_urls: true,
+        // The tests serve exports (and stand-ins) on loopback only.
+        outbound: strata::outbound::OutboundPolicy::new(vec![
+            "127.0.0.0/8".parse().unwrap(),
+            "::1/128".parse().unwrap(),
+        ]),
+        import_max_bytes: 8 << 30,
     }
 }
 

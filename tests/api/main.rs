@@ -15,6 +15,7 @@ mod dns;
 mod docs_and_metrics;
 mod health;
 mod helpers;
+mod imports;
 mod orchestrate;
 mod orchestrate_dns;
 mod providers;

@@ -1,0 +1,720 @@
+//! Billing imports as real exports arrive: large uploads over HTTP, a period in several files,
+//! manifests, restatements, undoing an import, files that lack columns, progress, events and
+//! failures that are final.
+
+use std::io::Write;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::billing::{data_file, import, upload_named};
+use crate::helpers::{As, TestApp, test_settings};
+
+/// Every mandatory FOCUS column, in this order, for [`focus_rows`].
+const FOCUS_HEADER: &str = "BilledCost,BillingAccountId,BillingAccountName,BillingCurrency,BillingPeriodEnd,\
+BillingPeriodStart,ChargeCategory,ChargeClass,ChargeDescription,ChargePeriodEnd,ChargePeriodStart,\
+ContractedCost,EffectiveCost,InvoiceIssuerName,ListCost,PricingQuantity,PricingUnit,ProviderName,\
+PublisherName,ServiceCategory,ServiceName";
+
+/// One FOCUS row of a day in January 2024 (`day` 1–31) on an account.
+fn focus_row(account: &str, day: u32, service: &str, cost: &str) -> String {
+    format!(
+        "{cost},{account},Account {account},USD,2024-02-01T00:00:00Z,2024-01-01T00:00:00Z,Usage,,\
+         {service} usage,2024-01-{day:02}T01:00:00Z,2024-01-{day:02}T00:00:00Z,{cost},{cost},AWS,{cost},1,Hours,\
+         AWS,AWS,Compute,{service}\n"
+    )
+}
+
+fn focus_rows(rows: &[(&str, u32, &str, &str)]) -> Vec<u8> {
+    let mut file = format!("{FOCUS_HEADER}\n");
+    for (account, day, service, cost) in rows {
+        file.push_str(&focus_row(account, *day, service, cost));
+    }
+    file.into_bytes()
+}
+
+/// Uploads a file under a name and waits for its import; returns the import.
+async fn import_named(
+    app: &TestApp,
+    who: &As,
+    file: &[u8],
+    name: &str,
+    fields: &[(&str, &str)],
+) -> Value {
+    let accepted = upload_named(app, who, file, name, fields).await;
+    accepted.assert_status(StatusCode::ACCEPTED);
+    finished(app, who, &accepted.body).await
+}
+
+/// Waits for an accepted import's task to succeed; returns the import.
+async fn finished(app: &TestApp, who: &As, accepted: &Value) -> Value {
+    let task = app
+        .wait_for_task(who, accepted["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "succeeded", "{task}");
+    app.get(
+        &format!(
+            "/api/v1/billing/imports/{}",
+            accepted["id"].as_str().unwrap()
+        ),
+        who,
+    )
+    .await
+    .body
+}
+
+/// January 2024's billed cost, in cents, and the records the tenant has.
+async fn january(app: &TestApp, who: &As) -> (i64, i64) {
+    let costs = app
+        .get(
+            "/api/v1/billing/costs?start_date=2024-01-01&end_date=2024-01-31",
+            who,
+        )
+        .await;
+    costs.assert_status(StatusCode::OK);
+    let records: i64 = sqlx::query_scalar("SELECT count(*) FROM cost_records")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    let total = costs.body["total_cost"].as_f64().unwrap();
+    ((total * 100.0).round() as i64, records)
+}
+
+/// Serves `files` (path, body) on a loopback port; returns its base URL.
+async fn serve_files(files: Vec<(&'static str, Vec<u8>)>) -> String {
+    let mut router = axum::Router::new();
+    for (path, body) in files {
+        router = router.route(
+            path,
+            axum::routing::get(move || {
+                let body = body.clone();
+                async move { body }
+            }),
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    format!("http://{address}")
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+fn token(who: &As) -> &str {
+    match who {
+        As::Token(token) => token,
+        _ => panic!("a token"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_upload_streams_over_http_and_the_limit_is_the_configured_one() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let address = app.serve().await;
+    // ≥ 50 MB of FOCUS rows, sent over a real socket without a length (chunked), as a client
+    // streaming a file does.
+    let mut file = format!("{FOCUS_HEADER}\n").into_bytes();
+    let mut rows = 0u64;
+    while file.len() < 52 << 20 {
+        let day = (rows % 28) as u32 + 1;
+        file.extend_from_slice(
+            focus_row(&format!("acct-{}", rows % 7), day, "AmazonEC2", "0.25").as_bytes(),
+        );
+        rows += 1;
+    }
+    let (content_type, body) = crate::billing::multipart_form(&file, "big.csv", &[]);
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(1 << 20).map(|c| Ok(c.to_vec())).collect();
+    let response = reqwest::Client::new()
+        .post(format!("http://{address}/api/v1/billing/imports"))
+        .bearer_auth(token(&admin))
+        .header("content-type", content_type)
+        .body(reqwest::Body::wrap_stream(futures::stream::iter(pieces)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let accepted: Value = response.json().await.unwrap();
+    assert_eq!(accepted["bytes"], file.len());
+    let imported = finished(&app, &admin, &accepted).await;
+    assert_eq!(imported["rows_loaded"], rows, "{imported}");
+    assert_eq!(imported["rows_rejected"], 0);
+    assert_eq!(january(&app, &admin).await, (rows as i64 * 25, rows as i64));
+
+    // A server whose limit is 1 MiB refuses 2 MiB, naming its limit, whether the length is
+    // declared or not.
+    let mut settings = test_settings();
+    settings.import_max_bytes = 1 << 20;
+    let small = TestApp::spawn_with(settings).await;
+    let (user, _) = small.user("admin@example.com").await;
+    let address = small.serve().await;
+    let (content_type, body) = crate::billing::multipart_form(&file[..2 << 20], "x.csv", &[]);
+    for declared in [true, false] {
+        let request = reqwest::Client::new()
+            .post(format!("http://{address}/api/v1/billing/imports"))
+            .bearer_auth(token(&user))
+            .header("content-type", &content_type);
+        let request = match declared {
+            true => request.body(body.clone()),
+            false => request.body(reqwest::Body::wrap_stream(futures::stream::iter(
+                body.chunks(64 << 10)
+                    .map(|c| Ok::<_, std::io::Error>(c.to_vec()))
+                    .collect::<Vec<_>>(),
+            ))),
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 413, "declared: {declared}");
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(
+            problem["detail"], "the file is too large (limit 1 MiB)",
+            "{problem}"
+        );
+    }
+    let imports: i64 = sqlx::query_scalar("SELECT count(*) FROM billing_imports")
+        .fetch_one(&small.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(imports, 0, "a refused upload leaves nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_of_a_period_add_up_the_same_file_replaces_itself_and_a_restatement_replaces_the_period()
+ {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let part1 = focus_rows(&[
+        ("111", 1, "AmazonEC2", "10.00"),
+        ("111", 2, "AmazonEC2", "5.00"),
+    ]);
+    let part2 = focus_rows(&[("111", 3, "AmazonS3", "1.00")]);
+    import_named(&app, &admin, &part1, "cur-00001.csv", &[]).await;
+    let second = import_named(&app, &admin, &part2, "cur-00002.csv", &[]).await;
+    assert_eq!(second["rows_replaced"], 0);
+    assert_eq!(
+        january(&app, &admin).await,
+        (1600, 3),
+        "two files of one period add up"
+    );
+
+    // The same file again (a newer version of part 1) replaces part 1 only.
+    let part1_again = focus_rows(&[
+        ("111", 1, "AmazonEC2", "12.00"),
+        ("111", 2, "AmazonEC2", "5.00"),
+    ]);
+    let again = import_named(&app, &admin, &part1_again, "cur-00001.csv", &[]).await;
+    assert_eq!(again["rows_replaced"], 2);
+    assert_eq!(january(&app, &admin).await, (1800, 3));
+
+    // Identical content under another name, gzipped, is the same file.
+    let renamed = import_named(&app, &admin, &gzip(&part2), "copy-of-part2.csv.gz", &[]).await;
+    assert_eq!(renamed["rows_replaced"], 1);
+    assert_eq!(renamed["content_sha256"], second["content_sha256"]);
+    assert_eq!(january(&app, &admin).await, (1800, 3));
+
+    // A source_key names the file whatever the upload is called.
+    let keyed = focus_rows(&[("222", 5, "AmazonRDS", "3.00")]);
+    import_named(
+        &app,
+        &admin,
+        &keyed,
+        "a.csv",
+        &[("source_key", "rds-export")],
+    )
+    .await;
+    let keyed = focus_rows(&[("222", 5, "AmazonRDS", "4.00")]);
+    let rekeyed = import_named(
+        &app,
+        &admin,
+        &keyed,
+        "b.csv",
+        &[("source_key", "rds-export")],
+    )
+    .await;
+    assert_eq!(rekeyed["rows_replaced"], 1);
+    assert_eq!(january(&app, &admin).await, (2200, 4));
+
+    // The same name in another billing period is another file.
+    let february = String::from_utf8(focus_rows(&[("111", 1, "AmazonEC2", "7.00")]))
+        .unwrap()
+        .replace(
+            "2024-02-01T00:00:00Z,2024-01-01T00:00:00Z",
+            "2024-03-01T00:00:00Z,2024-02-01T00:00:00Z",
+        )
+        .replace("2024-01-01T", "2024-02-01T");
+    let other_period = import_named(&app, &admin, february.as_bytes(), "cur-00001.csv", &[]).await;
+    assert_eq!(other_period["rows_replaced"], 0);
+    assert_eq!(january(&app, &admin).await, (2200, 5));
+
+    // A restatement is the whole truth for its period: account 111's January is this file now.
+    let restated = focus_rows(&[("111", 9, "AmazonEC2", "20.00")]);
+    let restatement = import_named(
+        &app,
+        &admin,
+        &restated,
+        "restated.csv",
+        &[("replace", "period")],
+    )
+    .await;
+    assert_eq!(restatement["replace_mode"], "period");
+    assert_eq!(
+        restatement["rows_replaced"], 3,
+        "parts 1 and 2 of account 111"
+    );
+    assert_eq!(
+        january(&app, &admin).await,
+        (2400, 3),
+        "20.00 + account 222's 4.00"
+    );
+    let part1_import = app
+        .get(
+            &format!("/api/v1/billing/imports/{}", again["id"].as_str().unwrap()),
+            &admin,
+        )
+        .await
+        .body;
+    assert_eq!(part1_import["replaced_by"], restatement["id"]);
+
+    // Undoing the restatement takes its records, its rollup days and its totals away.
+    let path = format!(
+        "/api/v1/billing/imports/{}",
+        restatement["id"].as_str().unwrap()
+    );
+    app.delete(&path, &admin)
+        .await
+        .assert_status(StatusCode::NO_CONTENT);
+    app.get(&path, &admin)
+        .await
+        .assert_status(StatusCode::NOT_FOUND);
+    assert_eq!(january(&app, &admin).await, (400, 2));
+    let daily: Option<String> = sqlx::query_scalar(
+        "SELECT sum(billed_cost)::text FROM cost_daily WHERE day BETWEEN '2024-01-01' AND '2024-01-31'",
+    )
+    .fetch_one(&app.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(daily.as_deref(), Some("4.00"));
+
+    // Another tenant can neither see nor undo an import.
+    let (stranger, _) = app.user("stranger@example.com").await;
+    let rds = format!(
+        "/api/v1/billing/imports/{}",
+        rekeyed["id"].as_str().unwrap()
+    );
+    app.delete(&rds, &stranger)
+        .await
+        .assert_problem(StatusCode::NOT_FOUND, "RESOURCE_NOT_FOUND");
+    assert_eq!(january(&app, &admin).await, (400, 2));
+
+    // Options are checked before anything is stored.
+    let bad = upload_named(&app, &admin, &part1, "x.csv", &[("replace", "everything")]).await;
+    bad.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    let bad = upload_named(
+        &app,
+        &admin,
+        &part1,
+        "x.csv",
+        &[("defaults", "{\"Nope\": 1}")],
+    )
+    .await;
+    bad.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    let bad = upload_named(&app, &admin, &part1, "x.csv", &[("dataset", "both")]).await;
+    bad.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    let bad = upload_named(&app, &admin, &part1, "x.csv", &[("source_key", "a\u{0}b")]).await;
+    bad.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    let bad = app
+        .post(
+            "/api/v1/billing/imports",
+            &admin,
+            json!({"url": "https://example.com/x.csv", "replace_all": true}),
+        )
+        .await;
+    bad.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    let bad = app
+        .post(
+            "/api/v1/billing/imports",
+            &admin,
+            json!({"url": "https://example.com/m.json", "parts": ["file:///etc/passwd"]}),
+        )
+        .await;
+    bad.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    let imports: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM billing_imports WHERE status = 'queued'")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(imports, 0, "refused requests store nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_imports_every_part_as_one_import_of_whole_periods() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    // An earlier import of the period, which the manifest's parts replace whole.
+    import_named(
+        &app,
+        &admin,
+        &focus_rows(&[("111", 1, "AmazonEC2", "99.00")]),
+        "old.csv",
+        &[],
+    )
+    .await;
+
+    let part1 = gzip(&focus_rows(&[
+        ("111", 1, "AmazonEC2", "1.00"),
+        ("111", 2, "AmazonEC2", "2.00"),
+    ]));
+    let part2 = gzip(&focus_rows(&[("111", 3, "AmazonS3", "3.00")]));
+    let manifest = json!({
+        "assemblyId": "a1", "bucket": "bucket",
+        "billingPeriod": {"start": "20240101T000000.000Z", "end": "20240201T000000.000Z"},
+        "reportKeys": ["cur/daily/20240101-20240201/a1/daily-00001.csv.gz",
+                       "cur/daily/20240101-20240201/a1/daily-00002.csv.gz"]
+    });
+    let base = serve_files(vec![
+        (
+            "/bucket/cur/daily/20240101-20240201/daily-Manifest.json",
+            manifest.to_string().into_bytes(),
+        ),
+        (
+            "/bucket/cur/daily/20240101-20240201/a1/daily-00001.csv.gz",
+            part1.clone(),
+        ),
+        (
+            "/bucket/cur/daily/20240101-20240201/a1/daily-00002.csv.gz",
+            part2.clone(),
+        ),
+    ])
+    .await;
+    let url = format!("{base}/bucket/cur/daily/20240101-20240201/daily-Manifest.json?sig=s3cr3t");
+    let accepted = app
+        .post("/api/v1/billing/imports", &admin, json!({"url": url}))
+        .await;
+    accepted.assert_status(StatusCode::ACCEPTED);
+    let imported = finished(&app, &admin, &accepted.body).await;
+    assert_eq!(imported["parts_read"], 2, "{imported}");
+    assert_eq!(imported["rows_loaded"], 3);
+    assert_eq!(imported["rows_replaced"], 1);
+    assert_eq!(imported["replace_mode"], "period");
+    assert!(!imported.to_string().contains("s3cr3t"), "{imported}");
+    assert_eq!(january(&app, &admin).await, (600, 3));
+
+    // Parts given with the request (a presigned manifest does not authorise its parts); an
+    // Azure manifest says which dataset it is.
+    let azure_manifest = json!({
+        "manifestVersion": "2024-04-01",
+        "exportConfig": {"exportName": "amortized", "type": "AmortizedCost"},
+        "blobs": [{"blobName": "costs/amortized/run/part_0.csv"}]
+    });
+    let base = serve_files(vec![
+        (
+            "/exports/costs/amortized/run/manifest.json",
+            azure_manifest.to_string().into_bytes(),
+        ),
+        ("/signed/p1", part1),
+        ("/signed/p2", part2),
+    ])
+    .await;
+    let accepted = app
+        .post(
+            "/api/v1/billing/imports",
+            &admin,
+            json!({"url": format!("{base}/exports/costs/amortized/run/manifest.json"),
+                   "parts": [format!("{base}/signed/p1?sig=1"), format!("{base}/signed/p2?sig=2")]}),
+        )
+        .await;
+    accepted.assert_status(StatusCode::ACCEPTED);
+    let imported = finished(&app, &admin, &accepted.body).await;
+    assert_eq!(imported["parts_read"], 2);
+    assert_eq!(imported["dataset"], "amortized");
+    assert_eq!(imported["rows_replaced"], 3);
+    assert_eq!(january(&app, &admin).await, (600, 3));
+
+    // A part that is not there fails the whole import, which leaves nothing behind.
+    let accepted = app
+        .post(
+            "/api/v1/billing/imports",
+            &admin,
+            json!({"url": format!("{base}/exports/costs/amortized/run/manifest.json"),
+                   "parts": [format!("{base}/signed/p1"), format!("{base}/signed/missing")]}),
+        )
+        .await;
+    let task = app
+        .wait_for_task(&admin, accepted.body["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "failed");
+    assert_eq!(task["attempts"], 1, "a 404 is final: {task}");
+    assert!(task["error"].as_str().unwrap().contains("404"), "{task}");
+    assert_eq!(january(&app, &admin).await, (600, 3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn actual_and_amortized_exports_of_a_period_never_count_twice() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let actual = std::fs::read(data_file(
+        "exports/azure-ea/sample-anonymous-ea-export-dataset.csv",
+    ))
+    .unwrap();
+    let first = import_named(
+        &app,
+        &admin,
+        &actual,
+        "actual.csv",
+        &[("dataset", "actual")],
+    )
+    .await;
+    let loaded = first["rows_loaded"].as_i64().unwrap();
+    assert!(loaded > 0, "{first}");
+    let (cost, records) = {
+        let records: i64 = sqlx::query_scalar("SELECT count(*) FROM cost_records")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+        (first["totals"].clone(), records)
+    };
+    // The amortized view of the same charges (here the same rows, written with other line
+    // endings, so it is not the same file) replaces the actual one.
+    let text = String::from_utf8(actual.clone()).unwrap();
+    let amortized_file = match text.contains("\r\n") {
+        true => text.replace("\r\n", "\n"),
+        false => text.replace('\n', "\r\n"),
+    };
+    let amortized = import_named(
+        &app,
+        &admin,
+        amortized_file.as_bytes(),
+        "amortized.csv",
+        &[("dataset", "amortized")],
+    )
+    .await;
+    assert_ne!(amortized["content_sha256"], first["content_sha256"]);
+    assert_eq!(amortized["rows_replaced"], loaded, "{amortized}");
+    assert_eq!(amortized["totals"], cost);
+    let after: i64 = sqlx::query_scalar("SELECT count(*) FROM cost_records")
+        .fetch_one(&app.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(after, records);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_missing_mandatory_columns_names_them_all_and_defaults_fill_them() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let file = b"BilledCost,ChargePeriodStart,ServiceName\n1.50,2024-01-05T00:00:00Z,AmazonEC2\n";
+    let accepted = upload_named(&app, &admin, file, "thin.csv", &[("format", "focus")]).await;
+    let task = app
+        .wait_for_task(&admin, accepted.body["task_id"].as_str().unwrap())
+        .await;
+    assert_eq!(task["status"], "failed");
+    assert_eq!(task["attempts"], 1, "a missing column is final");
+    let error = task["error"].as_str().unwrap();
+    for column in [
+        "BillingCurrency",
+        "BillingAccountId",
+        "ChargeClass",
+        "ProviderName",
+        "EffectiveCost",
+    ] {
+        assert!(error.contains(column), "{column} in {error}");
+    }
+    assert!(!error.contains("BilledCost"), "{error}");
+    let failed = app
+        .get(
+            &format!(
+                "/api/v1/billing/imports/{}",
+                accepted.body["id"].as_str().unwrap()
+            ),
+            &admin,
+        )
+        .await
+        .body;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["error"], error);
+
+    // Defaults supply them, and are kept on the import.
+    let defaults = json!({
+        "BillingCurrency": "EUR", "BillingAccountId": "acct", "BillingAccountName": "Acct",
+        "BillingPeriodStart": "2024-01-01", "BillingPeriodEnd": "2024-02-01",
+        "ChargeCategory": "Usage", "ChargeClass": "Regular", "ChargeDescription": "-",
+        "ChargePeriodEnd": "2024-01-06", "ContractedCost": 0, "EffectiveCost": 0,
+        "InvoiceIssuerName": "AWS", "ListCost": 0, "PricingQuantity": 1, "PricingUnit": "Hours",
+        "ProviderName": "AWS", "PublisherName": "AWS", "ServiceCategory": "Compute"
+    });
+    // A short row is refused with its line (the header is line 1), not loaded with nulls.
+    let file = b"BilledCost,ChargePeriodStart,ServiceName\n1.50,2024-01-05T00:00:00Z,AmazonEC2\n2.00,2024-01-05T00:00:00Z\n";
+    let imported = import_named(
+        &app,
+        &admin,
+        file,
+        "thin.csv",
+        &[("defaults", &defaults.to_string())],
+    )
+    .await;
+    assert_eq!(imported["rows_loaded"], 1, "{imported}");
+    assert_eq!(imported["rows_rejected"], 1);
+    assert_eq!(imported["rejected_examples"][0]["line"], 3);
+    assert_eq!(
+        imported["rejected_examples"][0]["reason"],
+        "the row has 2 fields where the header has 3"
+    );
+    assert_eq!(imported["defaults"]["BillingCurrency"], "EUR");
+    assert_eq!(imported["defaults"]["PricingQuantity"], "1");
+    assert!(imported["totals"].get("EUR").is_some(), "{imported}");
+    let stored: (String, String) =
+        sqlx::query_as("SELECT billing_currency, charge_class FROM cost_records")
+            .fetch_one(&app.db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored, ("EUR".into(), "Regular".into()));
+}
+
+/// The next message of a `/ws/events` socket, as JSON.
+async fn next_event(
+    events: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    use futures::StreamExt;
+    let message = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    serde_json::from_str(message.to_text().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_import_shows_progress_and_announces_its_end_and_final_failures_fail_at_once() {
+    use futures::StreamExt;
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let address = app.serve().await;
+    let (mut events, _) = tokio_tungstenite::connect_async(format!(
+        "ws://{address}/ws/events?token={}",
+        token(&admin)
+    ))
+    .await
+    .unwrap();
+
+    // A slow server: the file comes in ten pieces, 300 ms apart, with its length declared.
+    let mut file = format!("{FOCUS_HEADER}\n").into_bytes();
+    for i in 0..20_000u32 {
+        file.extend_from_slice(focus_row("111", i % 28 + 1, "AmazonEC2", "0.01").as_bytes());
+    }
+    let length = file.len();
+    let slow = axum::Router::new().route(
+        "/slow.csv",
+        axum::routing::get(move || {
+            let file = file.clone();
+            async move {
+                let pieces: Vec<Vec<u8>> = file
+                    .chunks(file.len() / 10 + 1)
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                let stream = futures::stream::iter(pieces).then(|piece| async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    Ok::<_, std::io::Error>(piece)
+                });
+                (
+                    [("content-length", length.to_string())],
+                    axum::body::Body::from_stream(stream),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, slow).await });
+    let accepted = app
+        .post(
+            "/api/v1/billing/imports",
+            &admin,
+            json!({"url": format!("http://{server}/slow.csv")}),
+        )
+        .await;
+    let task_id = accepted.body["task_id"].as_str().unwrap().to_string();
+    let mut seen = Vec::new();
+    loop {
+        let task = app
+            .get(&format!("/api/v1/tasks/{task_id}"), &admin)
+            .await
+            .body;
+        if task["status"] == "running" && task["progress"]["percent"].as_i64() > Some(0) {
+            seen.push(task["progress"].clone());
+        }
+        if task["status"] == "succeeded" {
+            break;
+        }
+        assert!(
+            ["queued", "running"].contains(&task["status"].as_str().unwrap()),
+            "{task}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen.len() >= 2, "progress while running: {seen:?}");
+    let last = seen.last().unwrap();
+    assert!(last["percent"].as_i64().unwrap() < 100, "{last}");
+    assert!(
+        last["message"].as_str().unwrap().contains("rows read"),
+        "{last}"
+    );
+    assert!(last["message"].as_str().unwrap().contains(" of "), "{last}");
+
+    let event = next_event(&mut events).await;
+    assert_eq!(event["type"], "import.completed", "{event}");
+    assert_eq!(event["import_id"], accepted.body["id"]);
+    assert_eq!(event["rows_loaded"], 20_000);
+    assert!(event.get("tenant_id").is_none());
+
+    // Final failures are not retried: a private address (an IPv6 literal too), a 4xx, a file
+    // that is no known export.
+    let base = serve_files(vec![("/notes.csv", b"name,amount\nx,1\n".to_vec())]).await;
+    for (url, reason) in [
+        ("http://[fd00::1]/export.csv".to_string(), "private"),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            "private",
+        ),
+        (format!("{base}/missing.csv"), "404"),
+        (
+            format!("{base}/notes.csv"),
+            "not one of a known billing export",
+        ),
+    ] {
+        let accepted = app
+            .post("/api/v1/billing/imports", &admin, json!({"url": url}))
+            .await;
+        accepted.assert_status(StatusCode::ACCEPTED);
+        let task = app
+            .wait_for_task(&admin, accepted.body["task_id"].as_str().unwrap())
+            .await;
+        assert_eq!(task["status"], "failed", "{url}: {task}");
+        assert_eq!(task["attempts"], 1, "{url}: {task}");
+        assert!(
+            task["error"].as_str().unwrap().contains(reason),
+            "{url}: {task}"
+        );
+        let event = next_event(&mut events).await;
+        assert_eq!(event["type"], "import.failed", "{event}");
+        assert_eq!(event["import_id"], accepted.body["id"]);
+        assert_eq!(event["error"], task["error"]);
+    }
+    events.close(None).await.ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_existing_import_helper_still_imports_the_sample() {
+    // The sample carries every mandatory column itself: nothing needs a default.
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    let imported = import(&app, &admin, &crate::billing::focus_sample()).await;
+    assert_eq!(imported["defaults"], json!({}));
+    assert_eq!(imported["rows_loaded"], 1000);
+}
