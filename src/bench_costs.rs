@@ -100,19 +100,14 @@ pub async fn run(common: &CommonArgs, url: &str, args: &CostsBench) -> anyhow::R
         let mut reader = std::fs::File::open(&file)?;
         let mut piece = vec![0u8; 1 << 20];
         let mut seq = 0i32;
+        let mut conn = db.acquire().await?;
+        crate::billing::create_upload(&mut conn, import_id).await?;
         loop {
             let n = reader.read(&mut piece)?;
             if n == 0 {
                 break;
             }
-            sqlx::query!(
-                "INSERT INTO billing_import_chunks (import_id, seq, data) VALUES ($1, $2, $3)",
-                import_id,
-                seq,
-                &piece[..n]
-            )
-            .execute(&db)
-            .await?;
+            crate::billing::store_chunk(&mut conn, import_id, seq, &piece[..n]).await?;
             seq += 1;
         }
     }

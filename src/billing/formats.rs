@@ -55,6 +55,34 @@ pub const COLUMNS: &[&str] = &[
     "sku_name",
     "dbu_count",
     "dbu_rate",
+    // The rest of FOCUS 1.2.
+    "availability_zone",
+    "billing_account_type",
+    "capacity_reservation_id",
+    "capacity_reservation_status",
+    "charge_frequency",
+    "commitment_discount_category",
+    "commitment_discount_id",
+    "commitment_discount_name",
+    "commitment_discount_quantity",
+    "commitment_discount_status",
+    "commitment_discount_type",
+    "commitment_discount_unit",
+    "contracted_unit_price",
+    "invoice_id",
+    "list_unit_price",
+    "pricing_category",
+    "pricing_currency",
+    "pricing_currency_contracted_unit_price",
+    "pricing_currency_effective_cost",
+    "pricing_currency_list_unit_price",
+    "service_subcategory",
+    "sku_meter",
+    "sku_price_details",
+    "sku_price_id",
+    "sub_account_type",
+    // The export's `x_` columns, as one JSON object.
+    "extensions",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +90,10 @@ pub enum Kind {
     Text,
     Amount,
     Time,
+    /// A JSON object of strings (FOCUS Tags).
     Tags,
+    /// A JSON object kept as written (SkuPriceDetails, the `x_` columns).
+    Json,
 }
 
 /// The kind of each of [`COLUMNS`].
@@ -73,16 +104,45 @@ pub fn kinds() -> &'static [Kind] {
 
 fn kind_of(column: &str) -> Kind {
     match column {
-        "billed_cost" | "effective_cost" | "list_cost" | "contracted_cost" | "pricing_quantity"
-        | "consumed_quantity" | "dbu_count" | "dbu_rate" => Kind::Amount,
+        "billed_cost"
+        | "effective_cost"
+        | "list_cost"
+        | "contracted_cost"
+        | "pricing_quantity"
+        | "consumed_quantity"
+        | "dbu_count"
+        | "dbu_rate"
+        | "commitment_discount_quantity"
+        | "contracted_unit_price"
+        | "list_unit_price"
+        | "pricing_currency_contracted_unit_price"
+        | "pricing_currency_effective_cost"
+        | "pricing_currency_list_unit_price" => Kind::Amount,
         "charge_period_start"
         | "charge_period_end"
         | "billing_period_start"
         | "billing_period_end" => Kind::Time,
         "tags" => Kind::Tags,
+        "sku_price_details" | "extensions" => Kind::Json,
         _ => Kind::Text,
     }
 }
+
+/// Strata's dimensions FOCUS has no column for, as `x_` columns (its FOCUS export writes them;
+/// Microsoft's FOCUS exports write the first): read into their own columns, not `extensions`.
+pub const STRATA_EXTENSIONS: &[(&str, &str)] = &[
+    ("x_ResourceGroupName", "resource_group"),
+    ("x_WorkspaceId", "workspace_id"),
+    ("x_ClusterId", "cluster_id"),
+    ("x_JobId", "job_id"),
+    ("x_UserEmail", "user_email"),
+    ("x_SkuName", "sku_name"),
+    ("x_DbuCount", "dbu_count"),
+    ("x_DbuRate", "dbu_rate"),
+];
+
+/// Where the `x_` columns go in a converted row.
+const EXTENSIONS: usize = super::rollup::column("extensions");
 
 /// Columns a row cannot be loaded without.
 const REQUIRED: &[&str] = &["billed_cost", "billing_currency", "charge_period_start"];
@@ -130,7 +190,7 @@ pub fn check_defaults(given: &Value) -> Result<Value, String> {
             Value::String(s) => s.trim().to_string(),
             Value::Number(n) => n.to_string(),
             Value::Bool(b) => b.to_string(),
-            Value::Object(_) if kinds()[at] == Kind::Tags => value.to_string(),
+            Value::Object(_) if matches!(kinds()[at], Kind::Tags | Kind::Json) => value.to_string(),
             _ => return Err(format!("{name} must be a string or a number")),
         };
         if text.is_empty() {
@@ -241,6 +301,8 @@ pub struct Converter {
     tag_columns: Vec<(String, usize)>,
     /// FOCUS: each of [`COLUMNS`]' position in the header, found once rather than per row.
     focus_positions: Vec<Option<usize>>,
+    /// `x_` columns: (name, position).
+    extension_columns: Vec<(String, usize)>,
     /// The import's value for each of [`COLUMNS`] where a row has none.
     defaults: Vec<Option<String>>,
     /// Fields in the header: a row with fewer is refused.
@@ -269,9 +331,16 @@ impl Converter {
             .iter()
             .zip(focus_names())
             .map(|(&column, name)| match column {
-                // Not a FOCUS column: Microsoft's FOCUS exports name it as an extension.
-                "resource_group" => index.get(&key("x_ResourceGroupName")).copied(),
-                _ => index.get(&key(name)).copied(),
+                // Made from every other `x_` column (below).
+                "extensions" => None,
+                _ => match STRATA_EXTENSIONS.iter().find(|(_, c)| *c == column) {
+                    // Strata's own dimensions (and Microsoft's resource group).
+                    Some((extension, _)) => index
+                        .get(&key(extension))
+                        .or_else(|| index.get(&key(name)))
+                        .copied(),
+                    None => index.get(&key(name)).copied(),
+                },
             })
             .collect();
         let defaults: Vec<Option<String>> = focus_names()
@@ -283,10 +352,24 @@ impl Converter {
                     .map(str::to_string)
             })
             .collect();
+        // FOCUS's `x_` columns (and anything else a FOCUS file adds), kept by name.
+        let extension_columns = header
+            .iter()
+            .enumerate()
+            .filter(|(_, name)| {
+                let name = name.trim_start_matches('\u{feff}');
+                (name.starts_with("x_") || name.starts_with("X_"))
+                    && !STRATA_EXTENSIONS
+                        .iter()
+                        .any(|(x, _)| x.eq_ignore_ascii_case(name))
+            })
+            .map(|(i, name)| (name.trim_start_matches('\u{feff}').to_string(), i))
+            .collect();
         let converter = Self {
             format,
             index,
             tag_columns,
+            extension_columns,
             focus_positions,
             defaults,
             header_len: header.len(),
@@ -370,11 +453,15 @@ impl Converter {
             row.into_iter().map(|v| v.map(Cow::Owned)).collect()
         };
         let raw: Vec<Field<'r>> = match self.format {
-            Format::Focus => self
-                .focus_positions
-                .iter()
-                .map(|&at| value(record, at?).map(Cow::Borrowed))
-                .collect(),
+            Format::Focus => {
+                let mut row: Vec<Field<'r>> = self
+                    .focus_positions
+                    .iter()
+                    .map(|&at| value(record, at?).map(Cow::Borrowed))
+                    .collect();
+                row[EXTENSIONS] = self.extensions(record).map(Cow::Owned);
+                row
+            }
             Format::AwsCur => owned(self.aws(record)?),
             Format::Azure => owned(self.azure(record)?),
             Format::Oci => owned(self.oci(record)?),
@@ -396,6 +483,22 @@ impl Converter {
             values.push(value);
         }
         Ok(values)
+    }
+
+    /// The row's `x_` columns with a value, as a JSON object.
+    fn extensions(&self, record: &StringRecord) -> Option<String> {
+        if self.extension_columns.is_empty() {
+            return None;
+        }
+        let found: Map<String, Value> = self
+            .extension_columns
+            .iter()
+            .filter_map(|(name, at)| {
+                let text = value(record, *at)?;
+                Some((name.clone(), Value::String(text.to_string())))
+            })
+            .collect();
+        (!found.is_empty()).then(|| Value::Object(found).to_string())
     }
 
     /// A column's value: `None` when the column is absent, empty or the literal `NULL`.
@@ -994,6 +1097,11 @@ fn normalise<'r>(column: &str, kind: Kind, raw: Cow<'r, str>) -> Result<Cow<'r, 
             .map(|t| Cow::Owned(rfc3339(t)))
             .ok_or_else(|| format!("{} is not a time: {raw:?}", focus_name(column))),
         Kind::Tags => Ok(Cow::Owned(tags(&raw).to_string())),
+        // An object as written; anything else is kept as text under `_raw`.
+        Kind::Json => match serde_json::from_str::<Value>(&raw) {
+            Ok(Value::Object(_)) => Ok(raw),
+            _ => Ok(Cow::Owned(serde_json::json!({ "_raw": raw }).to_string())),
+        },
     }
 }
 

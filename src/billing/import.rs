@@ -205,7 +205,7 @@ pub async fn run(ctx: &JobContext) -> Result<Value, JobError> {
         tracing::info!(import_id = %id, task_id = %ctx.task_id, attempt = ctx.attempt, reason = %message,
                        "billing import failed; it will be tried again");
     } else {
-        sqlx::query!("DELETE FROM billing_import_chunks WHERE import_id = $1", id)
+        sqlx::query!("SELECT billing_upload_drop($1)", id)
             .execute(&mut *tx)
             .await?;
         if status == "failed" {
@@ -472,7 +472,7 @@ async fn load(ctx: &JobContext, id: Uuid, import: ImportJob) -> Result<Value, Jo
             }
         }
     };
-    sqlx::query!("DELETE FROM billing_import_chunks WHERE import_id = $1", id)
+    sqlx::query!("SELECT billing_upload_drop($1)", id)
         .execute(&mut *tx)
         .await?;
     let parts_read = progress.done.load(Relaxed) as i32;
@@ -665,14 +665,10 @@ fn chunks(state: AppState, id: Uuid) -> impl Stream<Item = std::io::Result<Bytes
     Box::pin(futures::stream::try_unfold(0i32, move |seq| {
         let db = state.db.clone();
         async move {
-            let data = sqlx::query_scalar!(
-                "SELECT data FROM billing_import_chunks WHERE import_id = $1 AND seq = $2",
-                id,
-                seq
-            )
-            .fetch_optional(&db)
-            .await
-            .map_err(std::io::Error::other)?;
+            let data = sqlx::query_scalar!("SELECT billing_upload_piece($1, $2)", id, seq)
+                .fetch_one(&db)
+                .await
+                .map_err(std::io::Error::other)?;
             Ok(data.map(|d| (Bytes::from(d), seq + 1)))
         }
     }))
@@ -861,7 +857,7 @@ fn write_tuple(
                 }
                 _ => false,
             },
-            Kind::Tags => {
+            Kind::Tags | Kind::Json => {
                 out.jsonb(value);
                 true
             }

@@ -4,6 +4,7 @@
 pub mod accrue;
 pub mod binary_copy;
 pub mod currency;
+pub mod export;
 pub mod formats;
 pub mod import;
 pub mod manifest;
@@ -37,6 +38,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_import, delete_import))
         .routes(routes!(costs))
         .routes(routes!(summary))
+        .routes(routes!(export::export))
         .merge(records::router())
         .merge(currency::router())
 }
@@ -376,6 +378,7 @@ async fn receive_upload(
             }
             seen_file = true;
             let filename = field.file_name().map(str::to_string);
+            create_upload(&mut *tx, id).await?;
             let (mut piece, mut seq) = (Vec::with_capacity(CHUNK_BYTES), 0);
             while let Some(chunk) = field.chunk().await.map_err(bad)? {
                 bytes += chunk.len() as u64;
@@ -447,20 +450,25 @@ pub(crate) fn without_query(url: &str) -> String {
     }
 }
 
-async fn store_chunk(
-    tx: &mut sqlx::PgConnection,
+/// Makes the table an upload's pieces wait in until its import (in the upload's transaction,
+/// so a failed upload leaves none); the import drops it.
+pub(crate) async fn create_upload(conn: &mut sqlx::PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query!("SELECT billing_upload_create($1)", id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Stores piece `seq` of an upload.
+pub(crate) async fn store_chunk(
+    conn: &mut sqlx::PgConnection,
     id: Uuid,
     seq: i32,
     data: &[u8],
 ) -> sqlx::Result<()> {
-    sqlx::query!(
-        "INSERT INTO billing_import_chunks (import_id, seq, data) VALUES ($1, $2, $3)",
-        id,
-        seq,
-        data
-    )
-    .execute(tx)
-    .await?;
+    sqlx::query!("SELECT billing_upload_put($1, $2, $3)", id, seq, data)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

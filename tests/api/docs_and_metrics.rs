@@ -82,6 +82,7 @@ async fn the_openapi_document_lists_every_route_with_schemas() {
         ("/api/v1/billing/imports/{id}", "delete"),
         ("/api/v1/billing/costs", "get"),
         ("/api/v1/billing/summary", "get"),
+        ("/api/v1/billing/export", "get"),
         ("/api/v1/billing", "get"),
         ("/api/v1/billing/{id}", "get"),
         ("/api/v1/currency-rates", "get"),

@@ -333,6 +333,21 @@ impl TestApp {
         provider.body["id"].as_str().unwrap().to_string()
     }
 
+    /// A GET's body as bytes (for answers that are not text), asserting 200.
+    pub async fn call_raw_bytes(&self, path: &str, who: &As) -> Vec<u8> {
+        let mut request = Request::get(path).body(Body::empty()).unwrap();
+        authorize(&mut request, who);
+        let response = self.router.clone().oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec()
+    }
+
     pub async fn raw(&self, request: Request<Body>) -> Response {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
