@@ -193,6 +193,98 @@ impl From<QueryRejection> for AppError {
     }
 }
 
+/// Query parameters read strictly, for the cost views: a name written in camelCase (the seeds'
+/// `startDate`, `tenantId`) is read as its snake_case twin; a name the route does not take
+/// answers 422 naming it (a misspelt filter would otherwise be ignored, and the answer look
+/// right); and `tenant_id`, taken everywhere, must be the caller's tenant (see
+/// [`Params::for_tenant`]).
+#[derive(Debug)]
+pub struct Params<T> {
+    value: T,
+    tenant_id: Option<String>,
+}
+
+impl<T> Params<T> {
+    /// The parameters, once `tenant_id` (if given) is the caller's: another tenant's id is a
+    /// 404, as another tenant's row would be.
+    pub fn for_tenant(self, tenant_id: uuid::Uuid) -> AppResult<T> {
+        match self.tenant_id {
+            Some(asked) if asked.parse::<uuid::Uuid>().ok() != Some(tenant_id) => {
+                Err(AppError::NotFound("tenant"))
+            }
+            _ => Ok(self.value),
+        }
+    }
+}
+
+/// `startDate` is `start_date`; `start_date` stays.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 && !out.ends_with('_') {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl<S, T> FromRequestParts<S> for Params<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + IntoParams,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+        let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(AppError::from)?
+            .0;
+        let known: Vec<String> = T::into_params(|| Some(utoipa::openapi::path::ParameterIn::Query))
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        let (mut query, mut tenant_id, mut unknown) = (String::new(), None, Vec::new());
+        for (name, value) in pairs {
+            let name = snake_case(&name);
+            if name == "tenant_id" {
+                tenant_id = Some(value);
+            } else if known.contains(&name) {
+                if !query.is_empty() {
+                    query.push('&');
+                }
+                query.extend(utf8_percent_encode(&name, NON_ALPHANUMERIC));
+                query.push('=');
+                query.extend(utf8_percent_encode(&value, NON_ALPHANUMERIC));
+            } else if !unknown.contains(&name) {
+                unknown.push(name);
+            }
+        }
+        if !unknown.is_empty() {
+            let takes = format!("this route takes {}", known.join(", "));
+            return Err(AppError::Validation(
+                unknown
+                    .iter()
+                    .map(|name| FieldError::new(name, format!("unknown parameter; {takes}")))
+                    .collect(),
+            ));
+        }
+        let uri: axum::http::Uri = format!("/?{query}")
+            .parse()
+            .map_err(|_| AppError::BadRequest("the query string cannot be read".into()))?;
+        let axum::extract::Query(value) = axum::extract::Query::<T>::try_from_uri(&uri)?;
+        Ok(Self { value, tenant_id })
+    }
+}
+
 /// Collects field errors so one answer names every invalid field.
 #[derive(Default)]
 pub struct Validator {
@@ -284,6 +376,16 @@ pub struct Pagination {
 }
 
 impl Pagination {
+    /// The validated `(limit, offset)` of a view whose own parameters carry them.
+    pub fn of(limit: Option<i64>, offset: Option<i64>, skip: Option<i64>) -> AppResult<(i64, i64)> {
+        Self {
+            limit,
+            offset,
+            skip,
+        }
+        .resolve()
+    }
+
     /// The validated `(limit, offset)`.
     pub fn resolve(&self) -> AppResult<(i64, i64)> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);

@@ -22,7 +22,7 @@ use super::formats::STRATA_EXTENSIONS;
 use super::records::day_bounds;
 use crate::auth::TenantAuth;
 use crate::error::AppResult;
-use crate::http::Query;
+use crate::http::Params;
 use crate::state::AppState;
 
 /// The FOCUS 1.2 columns, in the order the export writes them (the specification's); then come
@@ -109,8 +109,9 @@ const PIECE: usize = 256 << 10;
 pub(super) async fn export(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<ExportQuery>,
+    query: Params<ExportQuery>,
 ) -> AppResult<Response> {
+    let query = query.for_tenant(auth.tenant_id)?;
     let (from, until) = day_bounds(query.start_date, query.end_date)?;
     let gzip = query.gzip.unwrap_or(false);
     // The export's own `x_` columns, found first: a CSV header is written once.

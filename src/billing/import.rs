@@ -66,8 +66,9 @@ struct Outcome {
 #[derive(Default)]
 struct Tally {
     rollup: Rollup,
-    /// Billed, effective and list cost per currency (`None` where every row left it empty).
-    totals: BTreeMap<String, [Option<Decimal>; 3]>,
+    /// Billed, effective, list and contracted cost per currency (`None` where every row left
+    /// it empty).
+    totals: BTreeMap<String, [Option<Decimal>; 4]>,
     exact: bool,
     first_charge: Option<DateTime<Utc>>,
     last_charge: Option<DateTime<Utc>>,
@@ -136,11 +137,12 @@ impl Tally {
         self.exact.then(|| {
             self.totals
                 .iter()
-                .map(|(currency, [billed, effective, list])| {
+                .map(|(currency, [billed, effective, list, contracted])| {
                     (
                         currency.clone(),
                         json!({"billed_cost": shown(billed).unwrap_or_else(|| "0".into()),
-                               "effective_cost": shown(effective), "list_cost": shown(list)}),
+                               "effective_cost": shown(effective), "list_cost": shown(list),
+                               "contracted_cost": shown(contracted)}),
                     )
                 })
                 .collect()
@@ -641,7 +643,8 @@ async fn totals_in_sql(
 ) -> Result<serde_json::Map<String, Value>, JobError> {
     let totals = sqlx::query!(
         r#"SELECT billing_currency AS "currency!", sum(billed_cost)::text AS "billed!",
-                  sum(effective_cost)::text AS effective, sum(list_cost)::text AS list
+                  sum(effective_cost)::text AS effective, sum(list_cost)::text AS list,
+                  sum(contracted_cost)::text AS contracted
            FROM cost_records WHERE tenant_id = $1 AND import_id = $2
            GROUP BY billing_currency ORDER BY 1"#,
         tenant_id,
@@ -654,7 +657,8 @@ async fn totals_in_sql(
         .map(|t| {
             (
                 t.currency,
-                json!({"billed_cost": t.billed, "effective_cost": t.effective, "list_cost": t.list}),
+                json!({"billed_cost": t.billed, "effective_cost": t.effective, "list_cost": t.list,
+                       "contracted_cost": t.contracted}),
             )
         })
         .collect())

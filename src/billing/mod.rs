@@ -22,8 +22,9 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Role, TenantAuth};
+use crate::costs::queries::CostType;
 use crate::error::{AppError, AppResult};
-use crate::http::{Json, Page, Pagination, Path, Query, Validator};
+use crate::http::{Json, Page, Pagination, Params, Path, Query, Validator};
 use crate::jobs::JobKind;
 use crate::state::AppState;
 use crate::tasks::NewTask;
@@ -511,7 +512,7 @@ pub struct BillingImport {
     pub replaced_by: Option<Uuid>,
     /// Up to 20 rejected rows: `{line, reason}`.
     pub rejected_examples: Value,
-    /// Per currency: billed, effective and list cost (exact decimals, as text).
+    /// Per currency: billed, effective, list and contracted cost (exact decimals, as text).
     pub totals: Value,
     pub period_start: Option<DateTime<Utc>>,
     pub period_end: Option<DateTime<Utc>>,
@@ -653,6 +654,8 @@ pub struct CostQuery {
     pub group_by: Option<CostGroup>,
     /// Only charges in this currency (needed to sum when there are several).
     pub currency: Option<String>,
+    /// The cost summed: `billed` (the default), `effective`, `list` or `contracted`.
+    pub cost_type: Option<CostType>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -707,8 +710,9 @@ fn month_start(day: NaiveDate) -> NaiveDate {
 async fn costs(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<CostQuery>,
+    query: Params<CostQuery>,
 ) -> AppResult<Json<CostReport>> {
+    let query = query.for_tenant(auth.tenant_id)?;
     let today = Utc::now().date_naive();
     let end = query.end_date.unwrap_or(today);
     let start = query.start_date.unwrap_or_else(|| month_start(end));
@@ -717,14 +721,15 @@ async fn costs(
     v.finish()?;
     let rows = sqlx::query!(
         r#"SELECT day AS "day!", billing_currency AS "currency!", provider_name AS "provider!",
-                  service_name AS "service!", sum(billed_cost)::float8 AS "cost!"
+                  service_name AS "service!", sum(daily_cost(cost_daily, $5))::float8 AS "cost!"
            FROM cost_daily
            WHERE tenant_id = $1 AND day BETWEEN $2 AND $3 AND ($4::text IS NULL OR billing_currency = $4)
            GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"#,
         auth.tenant_id,
         start,
         end,
-        query.currency
+        query.currency,
+        query.cost_type.unwrap_or_default().as_str()
     )
     .fetch_all(&state.db)
     .await?;
@@ -832,6 +837,8 @@ pub struct BillingSummary {
 pub struct SummaryQuery {
     /// The currency to sum (default: the tenant's most used one).
     pub currency: Option<String>,
+    /// The cost summed: `billed` (the default), `effective`, `list` or `contracted`.
+    pub cost_type: Option<CostType>,
 }
 
 /// This month so far (with its projection) against last month (seed 001).
@@ -840,8 +847,9 @@ pub struct SummaryQuery {
 async fn summary(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<SummaryQuery>,
+    query: Params<SummaryQuery>,
 ) -> AppResult<Json<BillingSummary>> {
+    let query = query.for_tenant(auth.tenant_id)?;
     let today = Utc::now().date_naive();
     let this_month = month_start(today);
     let last_month = month_start(this_month.pred_opt().unwrap_or(this_month));
@@ -858,14 +866,15 @@ async fn summary(
         }
     };
     let sums = sqlx::query!(
-        r#"SELECT COALESCE(sum(billed_cost) FILTER (WHERE day >= $2 AND day <= $3), 0)::float8 AS "current!",
-                  COALESCE(sum(billed_cost) FILTER (WHERE day >= $4 AND day < $2), 0)::float8 AS "last!"
+        r#"SELECT COALESCE(sum(daily_cost(cost_daily, $6)) FILTER (WHERE day >= $2 AND day <= $3), 0)::float8 AS "current!",
+                  COALESCE(sum(daily_cost(cost_daily, $6)) FILTER (WHERE day >= $4 AND day < $2), 0)::float8 AS "last!"
            FROM cost_daily WHERE tenant_id = $1 AND billing_currency = $5 AND day >= $4"#,
         auth.tenant_id,
         this_month,
         today,
         last_month,
-        currency.clone().unwrap_or_default()
+        currency.clone().unwrap_or_default(),
+        query.cost_type.unwrap_or_default().as_str()
     )
     .fetch_one(&state.db)
     .await?;

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::auth::TenantAuth;
 use crate::error::{AppError, AppResult};
-use crate::http::{Json, Page, Pagination, Path, Query, Validator};
+use crate::http::{Json, Page, Pagination, Params, Path, Validator};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -163,19 +163,25 @@ pub struct BillingQuery {
     pub start_date: Option<NaiveDate>,
     /// Last day (UTC), inclusive.
     pub end_date: Option<NaiveDate>,
+    /// Rows per page, 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+    /// Rows to skip (default 0).
+    pub offset: Option<i64>,
+    /// Alias of `offset`.
+    pub skip: Option<i64>,
 }
 
 /// Cost records, newest first (seed 003).
-#[utoipa::path(get, path = "/billing", tag = "billing", params(BillingQuery, Pagination),
+#[utoipa::path(get, path = "/billing", tag = "billing", params(BillingQuery),
     responses((status = 200, body = Page<CostRecord>), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_billing(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<BillingQuery>,
-    Query(page): Query<Pagination>,
+    query: Params<BillingQuery>,
 ) -> AppResult<Page<CostRecord>> {
-    let (limit, offset) = page.resolve()?;
+    let query = query.for_tenant(auth.tenant_id)?;
+    let (limit, offset) = Pagination::of(query.limit, query.offset, query.skip)?;
     let (from, until) = day_bounds(query.start_date, query.end_date)?;
     let account = query.account_id.as_deref();
     let provider = account.and_then(|a| a.parse::<Uuid>().ok());

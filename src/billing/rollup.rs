@@ -33,15 +33,15 @@ pub async fn recompute(
     sqlx::query!(
         r#"INSERT INTO cost_daily (tenant_id, day, billing_currency, provider_name, service_name,
                                   service_category, region_id, resource_group, workspace_id,
-                                  sku_name, user_email, job_id,
-                                  billed_cost, effective_cost, list_cost, dbu_count, records)
+                                  sku_name, user_email, job_id, billed_cost, effective_cost,
+                                  list_cost, contracted_cost, dbu_count, records)
            SELECT tenant_id, (charge_period_start AT TIME ZONE 'UTC')::date, billing_currency,
                   COALESCE(provider_name, ''), COALESCE(service_name, ''),
                   COALESCE(service_category, ''), COALESCE(region_id, ''),
                   resource_group_of(resource_group, resource_id), COALESCE(workspace_id, ''),
                   COALESCE(sku_name, ''), COALESCE(user_email, ''), COALESCE(job_id, ''),
                   sum(billed_cost), COALESCE(sum(effective_cost), 0), COALESCE(sum(list_cost), 0),
-                  COALESCE(sum(dbu_count), 0), count(*)
+                  COALESCE(sum(contracted_cost), 0), COALESCE(sum(dbu_count), 0), count(*)
            FROM cost_records
            WHERE tenant_id = $1
              AND charge_period_start >= ($2::date)::timestamp AT TIME ZONE 'UTC'
@@ -86,6 +86,7 @@ const fn const_eq(a: &str, b: &str) -> bool {
 pub(crate) const BILLED: usize = column("billed_cost");
 pub(crate) const EFFECTIVE: usize = column("effective_cost");
 pub(crate) const LIST: usize = column("list_cost");
+pub(crate) const CONTRACTED: usize = column("contracted_cost");
 pub(crate) const CURRENCY: usize = column("billing_currency");
 pub(crate) const CHARGE_START: usize = column("charge_period_start");
 pub(crate) const RESOURCE_ID: usize = column("resource_id");
@@ -110,6 +111,7 @@ struct Sums {
     billed: Decimal,
     effective: Decimal,
     list: Decimal,
+    contracted: Decimal,
     dbu: Decimal,
     records: i64,
 }
@@ -170,10 +172,11 @@ impl Rollup {
             Ok(Some(v)) => sum.checked_add(*v).map(|s| *sum = s).is_some(),
             Err(()) => false,
         };
-        let [billed, effective, list, dbu] = amounts;
+        let [billed, effective, list, contracted, dbu] = amounts;
         let ok = add(&mut sums.billed, billed)
             & add(&mut sums.effective, effective)
             & add(&mut sums.list, list)
+            & add(&mut sums.contracted, contracted)
             & add(&mut sums.dbu, dbu);
         sums.records += 1;
         if !ok {
@@ -194,7 +197,14 @@ impl Rollup {
         let mut out = csv::WriterBuilder::new().from_writer(Vec::new());
         let tenant = tenant_id.to_string();
         for (key, sums) in self.rows {
-            let amounts = [sums.billed, sums.effective, sums.list, sums.dbu].map(|d| d.to_string());
+            let amounts = [
+                sums.billed,
+                sums.effective,
+                sums.list,
+                sums.contracted,
+                sums.dbu,
+            ]
+            .map(|d| d.to_string());
             let records = sums.records.to_string();
             let fields = std::iter::once(tenant.as_str())
                 .chain(key.split(SEPARATOR))
@@ -209,15 +219,15 @@ impl Rollup {
 /// The COPY statement [`Rollup::finish`]'s data is for (an empty field is '', not null).
 pub const COPY_DAILY: &str = "COPY cost_daily (tenant_id, day, billing_currency, provider_name, \
      service_name, service_category, region_id, resource_group, \
-     workspace_id, sku_name, user_email, job_id, billed_cost, effective_cost, list_cost, dbu_count, \
-     records) FROM STDIN WITH (FORMAT csv, NULL '\\N')";
+     workspace_id, sku_name, user_email, job_id, billed_cost, effective_cost, list_cost, \
+     contracted_cost, dbu_count, records) FROM STDIN WITH (FORMAT csv, NULL '\\N')";
 
-/// A row's billed, effective and list cost and DBUs, parsed once for everything that sums them:
-/// `Ok(None)` where the row has none, `Err` where it is beyond exact decimals.
-pub type Amounts = [Result<Option<Decimal>, ()>; 4];
+/// A row's billed, effective, list and contracted cost and DBUs, parsed once for everything that
+/// sums them: `Ok(None)` where the row has none, `Err` where it is beyond exact decimals.
+pub type Amounts = [Result<Option<Decimal>, ()>; 5];
 
 pub fn amounts<S: Deref<Target = str>>(values: &[Option<S>]) -> Amounts {
-    [BILLED, EFFECTIVE, LIST, DBU].map(|i| match values[i].as_deref() {
+    [BILLED, EFFECTIVE, LIST, CONTRACTED, DBU].map(|i| match values[i].as_deref() {
         None => Ok(None),
         Some(amount) => parse(amount).map(Some).ok_or(()),
     })
@@ -290,6 +300,7 @@ mod tests {
             values[CURRENCY] = Some("USD".to_string());
             values[CHARGE_START] = Some(start.to_string());
             values[DBU] = Some("1.5e1".to_string());
+            values[CONTRACTED] = Some("0.5".to_string());
             values
         };
         let mut rollup = Rollup::default();
@@ -306,11 +317,11 @@ mod tests {
         lines.sort();
         assert_eq!(lines.len(), 2);
         assert!(
-            lines[0].contains(",2026-01-01,USD,") && lines[0].ends_with(",0.3,0,0,30,2"),
+            lines[0].contains(",2026-01-01,USD,") && lines[0].ends_with(",0.3,0,0,1.0,30,2"),
             "{}",
             lines[0]
         );
-        assert!(lines[1].ends_with(",1,0,0,15,1"), "{}", lines[1]);
+        assert!(lines[1].ends_with(",1,0,0,0.5,15,1"), "{}", lines[1]);
 
         let mut huge = Rollup::default();
         for cost in ["79228162514264337593543950335", "1"] {

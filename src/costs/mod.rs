@@ -18,9 +18,9 @@ use crate::billing::currency::{CurrencyNote, Money};
 use crate::billing::records::{CostRecord, day_bounds, select_cost_records, with_usd};
 use crate::billing::round;
 use crate::error::AppResult;
-use crate::http::{Json, Pagination, Query, Validator};
+use crate::http::{Json, Pagination, Params, Validator};
 use crate::state::AppState;
-use queries::{Filters, Granularity, Window};
+use queries::{CostType, Filters, Granularity, Window};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -55,6 +55,14 @@ pub struct CostsQuery {
     /// The currency of the breakdown (default: the base of the rate table, else the currency of
     /// most of the charges).
     pub currency: Option<String>,
+    /// The cost the breakdown sums: `billed` (the default), `effective`, `list` or `contracted`.
+    pub cost_type: Option<CostType>,
+    /// Rows per page, 1 to 1000 (default 100).
+    pub limit: Option<i64>,
+    /// Rows to skip (default 0).
+    pub offset: Option<i64>,
+    /// Alias of `offset`.
+    pub skip: Option<i64>,
 }
 
 /// One period of seed 002's breakdown.
@@ -112,21 +120,22 @@ impl IntoResponse for CostList {
 /// Cost records, newest first, with seed 000's filters; with `granularity` or `group_by`, also
 /// seed 002's per-period breakdown and summary over the same days and filters (the last 30
 /// days when no dates are given).
-#[utoipa::path(get, path = "/costs", tag = "costs", params(CostsQuery, Pagination),
+#[utoipa::path(get, path = "/costs", tag = "costs", params(CostsQuery),
     responses((status = 200, body = CostList), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]
 async fn list_costs(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<CostsQuery>,
-    Query(page): Query<Pagination>,
+    query: Params<CostsQuery>,
 ) -> AppResult<CostList> {
-    let (limit, offset) = page.resolve()?;
+    let query = query.for_tenant(auth.tenant_id)?;
+    let (limit, offset) = Pagination::of(query.limit, query.offset, query.skip)?;
     let (from, until) = day_bounds(query.start_date, query.end_date)?;
     let filters = Filters {
         workspace_id: query.workspace_id.clone(),
         sku_name: query.sku_name.clone(),
         user_email: query.user_email.clone(),
+        cost_type: query.cost_type.unwrap_or_default(),
     };
     let db = &state.db;
     let records = select_cost_records!(
@@ -301,11 +310,51 @@ pub fn change_percent(total: f64, previous: f64) -> Option<f64> {
 pub struct PeriodQuery {
     /// The last `days` days, today included (1 to 365, default 30).
     pub days: Option<i64>,
+    /// Instead of `days`: the first day (UTC, `YYYY-MM-DD`; default 30 days before `end_date`).
+    pub start_date: Option<NaiveDate>,
+    /// Instead of `days`: the last day, included (default today).
+    pub end_date: Option<NaiveDate>,
     pub workspace_id: Option<String>,
     /// The currency of the answer (default: the base of the rate table, else the currency of
     /// most of the charges).
     pub currency: Option<String>,
+    /// The cost summed: `billed` (the default), `effective`, `list` or `contracted`.
+    pub cost_type: Option<CostType>,
 }
+
+/// The days a view covers: the last `days` days (1 to 365, default 30), or `start_date` to
+/// `end_date` (either may be left out: a 30-day period ending today or at `end_date`). Giving
+/// both is a 422, rather than one of them silently winning.
+pub fn period_window(
+    days: Option<i64>,
+    start: Option<NaiveDate>,
+    end: Option<NaiveDate>,
+) -> AppResult<Window> {
+    let mut v = Validator::new();
+    if start.is_none() && end.is_none() {
+        return Ok(Window::last_days(period_days(days)?));
+    }
+    if days.is_some() {
+        v.error(
+            "days",
+            "give either days or start_date and end_date, not both",
+        );
+        return Err(v.finish().unwrap_err());
+    }
+    let end = end.unwrap_or_else(|| Utc::now().date_naive());
+    let start = start.unwrap_or_else(|| end - chrono::Days::new(29));
+    v.check(start <= end, "start_date", "must not be after end_date");
+    v.check(
+        (end - start).num_days() < MAX_PERIOD_DAYS,
+        "start_date",
+        format!("a period is at most {MAX_PERIOD_DAYS} days"),
+    );
+    v.finish()?;
+    Ok(Window::new(start, end))
+}
+
+/// Longest period a view sums over.
+const MAX_PERIOD_DAYS: i64 = 3660;
 
 /// `days`, checked: 1 to 365, default 30.
 pub fn period_days(days: Option<i64>) -> AppResult<i64> {
@@ -342,11 +391,12 @@ pub struct CostSummary {
 async fn cost_summary(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<PeriodQuery>,
+    query: Params<PeriodQuery>,
 ) -> AppResult<Json<CostSummary>> {
-    let days = period_days(query.days)?;
-    let window = Window::last_days(days);
-    let filters = Filters::workspace(query.workspace_id);
+    let query = query.for_tenant(auth.tenant_id)?;
+    let window = period_window(query.days, query.start_date, query.end_date)?;
+    let days = window.days();
+    let filters = Filters::workspace(query.workspace_id, query.cost_type);
     let mut money = Money::load(&state.db, auth.tenant_id, query.currency.as_deref()).await?;
     let totals = queries::totals(&state.db, auth.tenant_id, &window, &filters).await?;
     let (earliest, latest) = (totals.earliest, totals.latest);
@@ -392,11 +442,12 @@ pub struct CostsByDate {
 async fn costs_by_date(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<PeriodQuery>,
+    query: Params<PeriodQuery>,
 ) -> AppResult<Json<CostsByDate>> {
-    let days = period_days(query.days)?;
-    let window = Window::last_days(days);
-    let filters = Filters::workspace(query.workspace_id);
+    let query = query.for_tenant(auth.tenant_id)?;
+    let window = period_window(query.days, query.start_date, query.end_date)?;
+    let days = window.days();
+    let filters = Filters::workspace(query.workspace_id, query.cost_type);
     let mut money = Money::load(&state.db, auth.tenant_id, query.currency.as_deref()).await?;
     let series = queries::series(
         &state.db,

@@ -40,18 +40,45 @@ impl Window {
     }
 }
 
-/// Seed 000's filters, every one a dimension of the rollup.
+/// Which of FOCUS's costs a view sums: what was invoiced (`billed`, the default), with
+/// commitments amortized and discounts applied (`effective`), at public prices (`list`), or at
+/// negotiated prices (`contracted`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CostType {
+    #[default]
+    Billed,
+    Effective,
+    List,
+    Contracted,
+}
+
+impl CostType {
+    /// As the rollup's `daily_cost` takes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Billed => "billed",
+            Self::Effective => "effective",
+            Self::List => "list",
+            Self::Contracted => "contracted",
+        }
+    }
+}
+
+/// Seed 000's filters, every one a dimension of the rollup, and the cost type summed.
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
     pub workspace_id: Option<String>,
     pub sku_name: Option<String>,
     pub user_email: Option<String>,
+    pub cost_type: CostType,
 }
 
 impl Filters {
-    pub fn workspace(workspace_id: Option<String>) -> Self {
+    pub fn workspace(workspace_id: Option<String>, cost_type: Option<CostType>) -> Self {
         Self {
             workspace_id,
+            cost_type: cost_type.unwrap_or_default(),
             ..Self::default()
         }
     }
@@ -124,7 +151,7 @@ pub async fn totals(
     filters: &Filters,
 ) -> sqlx::Result<Totals> {
     let rows = sqlx::query!(
-        r#"SELECT billing_currency AS "currency!", sum(billed_cost)::float8 AS "cost!",
+        r#"SELECT billing_currency AS "currency!", sum(daily_cost(cost_daily, $7))::float8 AS "cost!",
                   sum(dbu_count)::float8 AS "dbu!", sum(records)::int8 AS "records!",
                   min(day) AS "earliest!", max(day) AS "latest!"
            FROM cost_daily
@@ -137,7 +164,8 @@ pub async fn totals(
         window.end,
         filters.workspace_id,
         filters.sku_name,
-        filters.user_email
+        filters.user_email,
+        filters.cost_type.as_str()
     )
     .fetch_all(db)
     .await?;
@@ -214,7 +242,7 @@ pub async fn series(
 ) -> sqlx::Result<Series> {
     let rows = sqlx::query!(
         r#"SELECT date_trunc($4, day::timestamp)::date AS "period!", billing_currency AS "currency!",
-                  sum(billed_cost)::float8 AS "cost!", sum(dbu_count)::float8 AS "dbu!",
+                  sum(daily_cost(cost_daily, $6))::float8 AS "cost!", sum(dbu_count)::float8 AS "dbu!",
                   sum(records)::int8 AS "records!"
            FROM cost_daily
            WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
@@ -224,7 +252,8 @@ pub async fn series(
         window.start,
         window.end,
         granularity.field(),
-        filters.workspace_id
+        filters.workspace_id,
+        filters.cost_type.as_str()
     )
     .fetch_all(db)
     .await?;
@@ -275,7 +304,7 @@ pub async fn by_period_category_and_group(
                   service_category AS "category!",
                   CASE $5 WHEN 'resource_group' THEN resource_group WHEN 'service' THEN service_name
                           WHEN 'location' THEN region_id ELSE '' END AS "group!",
-                  sum(billed_cost)::float8 AS "cost!", sum(records)::int8 AS "records!"
+                  sum(daily_cost(cost_daily, $9))::float8 AS "cost!", sum(records)::int8 AS "records!"
            FROM cost_daily
            WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
              AND ($6::text IS NULL OR workspace_id = $6) AND ($7::text IS NULL OR sku_name = $7)
@@ -288,7 +317,8 @@ pub async fn by_period_category_and_group(
         group,
         filters.workspace_id,
         filters.sku_name,
-        filters.user_email
+        filters.user_email,
+        filters.cost_type.as_str()
     )
     .fetch_all(db)
     .await
@@ -335,6 +365,7 @@ pub async fn ranking(
     tenant_id: Uuid,
     window: &Window,
     dimension: Dimension,
+    cost_type: CostType,
 ) -> sqlx::Result<Ranking> {
     let dimension = match dimension {
         Dimension::Workspace => "workspace",
@@ -345,7 +376,7 @@ pub async fn ranking(
     let rows = sqlx::query!(
         r#"SELECT CASE $4 WHEN 'workspace' THEN workspace_id WHEN 'sku' THEN sku_name
                           WHEN 'user' THEN user_email ELSE job_id END AS "value!",
-                  billing_currency AS "currency!", sum(billed_cost)::float8 AS "cost!",
+                  billing_currency AS "currency!", sum(daily_cost(cost_daily, $5))::float8 AS "cost!",
                   sum(dbu_count)::float8 AS "dbu!", sum(records)::int8 AS "records!"
            FROM cost_daily
            WHERE tenant_id = $1 AND day BETWEEN $2 AND $3
@@ -353,7 +384,8 @@ pub async fn ranking(
         tenant_id,
         window.start,
         window.end,
-        dimension
+        dimension,
+        cost_type.as_str()
     )
     .fetch_all(db)
     .await?;

@@ -11,10 +11,10 @@ use utoipa_axum::routes;
 use crate::auth::TenantAuth;
 use crate::billing::currency::{CurrencyNote, Money};
 use crate::billing::round;
-use crate::costs::queries::{self, Dimension, Filters, Granularity, Window};
-use crate::costs::{change_percent, period_days};
+use crate::costs::queries::{self, CostType, Dimension, Filters, Granularity};
+use crate::costs::{change_percent, period_window};
 use crate::error::AppResult;
-use crate::http::{Json, Query, Validator};
+use crate::http::{Json, Params, Validator};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,6 +32,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct OverviewQuery {
     /// The last `days` days, today included (1 to 365, default 30).
     pub days: Option<i64>,
+    /// Instead of `days`: the first day (UTC, `YYYY-MM-DD`; default 30 days before `end_date`).
+    pub start_date: Option<NaiveDate>,
+    /// Instead of `days`: the last day, included (default today).
+    pub end_date: Option<NaiveDate>,
+    /// The cost summed: `billed` (the default), `effective`, `list` or `contracted`.
+    pub cost_type: Option<CostType>,
     /// The currency of the answer (default: the base of the rate table, else the currency of
     /// most of the charges).
     pub currency: Option<String>,
@@ -64,13 +70,14 @@ pub struct Overview {
 async fn overview(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<OverviewQuery>,
+    query: Params<OverviewQuery>,
 ) -> AppResult<Json<Overview>> {
-    let days = period_days(query.days)?;
-    let window = Window::last_days(days);
+    let query = query.for_tenant(auth.tenant_id)?;
+    let window = period_window(query.days, query.start_date, query.end_date)?;
+    let days = window.days();
     let db = &state.db;
     let mut money = Money::load(db, auth.tenant_id, query.currency.as_deref()).await?;
-    let none = Filters::default();
+    let none = Filters::workspace(None, query.cost_type);
     let now = queries::totals(db, auth.tenant_id, &window, &none)
         .await?
         .fold(&mut money);
@@ -109,6 +116,12 @@ async fn overview(
 pub struct TrendQuery {
     /// The last `days` days, today included (1 to 365, default 30).
     pub days: Option<i64>,
+    /// Instead of `days`: the first day (UTC, `YYYY-MM-DD`; default 30 days before `end_date`).
+    pub start_date: Option<NaiveDate>,
+    /// Instead of `days`: the last day, included (default today).
+    pub end_date: Option<NaiveDate>,
+    /// The cost summed: `billed` (the default), `effective`, `list` or `contracted`.
+    pub cost_type: Option<CostType>,
     /// `daily` (default), `weekly` (weeks from Monday) or `monthly`.
     pub granularity: Option<Granularity>,
     pub currency: Option<String>,
@@ -137,17 +150,18 @@ pub struct CostTrend {
 async fn cost_trend(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<TrendQuery>,
+    query: Params<TrendQuery>,
 ) -> AppResult<Json<CostTrend>> {
-    let days = period_days(query.days)?;
+    let query = query.for_tenant(auth.tenant_id)?;
+    let window = period_window(query.days, query.start_date, query.end_date)?;
     let granularity = query.granularity.unwrap_or(Granularity::Daily);
     let mut money = Money::load(&state.db, auth.tenant_id, query.currency.as_deref()).await?;
     let series = queries::series(
         &state.db,
         auth.tenant_id,
-        &Window::last_days(days),
+        &window,
         granularity,
-        &Filters::default(),
+        &Filters::workspace(None, query.cost_type),
     )
     .await?;
     let data = series
@@ -171,6 +185,12 @@ async fn cost_trend(
 pub struct RankingQuery {
     /// The last `days` days, today included (1 to 365, default 30).
     pub days: Option<i64>,
+    /// Instead of `days`: the first day (UTC, `YYYY-MM-DD`; default 30 days before `end_date`).
+    pub start_date: Option<NaiveDate>,
+    /// Instead of `days`: the last day, included (default today).
+    pub end_date: Option<NaiveDate>,
+    /// The cost summed: `billed` (the default), `effective`, `list` or `contracted`.
+    pub cost_type: Option<CostType>,
     /// How many to show (1 to 100, default 20).
     pub limit: Option<i64>,
     pub currency: Option<String>,
@@ -206,10 +226,12 @@ pub struct RankedCosts {
 async fn ranked(
     state: &AppState,
     auth: &TenantAuth,
-    query: RankingQuery,
+    query: Params<RankingQuery>,
     dimension: Dimension,
 ) -> AppResult<Json<RankedCosts>> {
-    let days = period_days(query.days)?;
+    let query = query.for_tenant(auth.tenant_id)?;
+    let window = period_window(query.days, query.start_date, query.end_date)?;
+    let days = window.days();
     let limit = query.limit.unwrap_or(20);
     let mut v = Validator::new();
     v.check(
@@ -222,8 +244,9 @@ async fn ranked(
     let ranking = queries::ranking(
         &state.db,
         auth.tenant_id,
-        &Window::last_days(days),
+        &window,
         dimension,
+        query.cost_type.unwrap_or_default(),
     )
     .await?;
     let (ranked, unattributed) = ranking.fold(&mut money);
@@ -258,7 +281,7 @@ async fn ranked(
 async fn cost_by_workspace(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<RankingQuery>,
+    query: Params<RankingQuery>,
 ) -> AppResult<Json<RankedCosts>> {
     ranked(&state, &auth, query, Dimension::Workspace).await
 }
@@ -270,7 +293,7 @@ async fn cost_by_workspace(
 async fn cost_by_sku(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<RankingQuery>,
+    query: Params<RankingQuery>,
 ) -> AppResult<Json<RankedCosts>> {
     ranked(&state, &auth, query, Dimension::Sku).await
 }
@@ -282,7 +305,7 @@ async fn cost_by_sku(
 async fn cost_by_user(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<RankingQuery>,
+    query: Params<RankingQuery>,
 ) -> AppResult<Json<RankedCosts>> {
     ranked(&state, &auth, query, Dimension::User).await
 }
@@ -294,7 +317,7 @@ async fn cost_by_user(
 async fn cost_by_job(
     State(state): State<AppState>,
     auth: TenantAuth,
-    Query(query): Query<RankingQuery>,
+    query: Params<RankingQuery>,
 ) -> AppResult<Json<RankedCosts>> {
     ranked(&state, &auth, query, Dimension::Job).await
 }

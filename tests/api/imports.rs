@@ -1002,3 +1002,150 @@ async fn a_focus_export_imported_into_another_tenant_gives_identical_totals() {
     .await
     .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_cost_view_sums_any_cost_type_over_any_period_and_refuses_what_it_does_not_take() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, tenant) = app.user("admin@example.com").await;
+    // Two charges of January 2024 whose four costs differ: a usage row, and one a commitment
+    // covers (billed 0).
+    let row = |day: u32, billed: &str, effective: &str, list: &str, contracted: &str| {
+        format!(
+            "{billed},111,Payer,USD,2024-02-01T00:00:00Z,2024-01-01T00:00:00Z,Usage,,x,\
+             2024-01-{day:02}T01:00:00Z,2024-01-{day:02}T00:00:00Z,{contracted},{effective},AWS,\
+             {list},1,Hours,AWS,AWS,Compute,AmazonEC2\n"
+        )
+    };
+    let file = format!(
+        "{FOCUS_HEADER}\n{}{}",
+        row(10, "10", "8", "12", "9"),
+        row(11, "0", "5", "6", "5.5")
+    );
+    import_named(&app, &admin, file.as_bytes(), "types.csv", &[]).await;
+    let window = "start_date=2024-01-01&end_date=2024-01-31";
+    let expected = [
+        ("billed", 10.0),
+        ("effective", 13.0),
+        ("list", 18.0),
+        ("contracted", 14.5),
+    ];
+    for (cost_type, total) in expected {
+        let get = |path: String| {
+            let app = &app;
+            let admin = &admin;
+            async move {
+                let answer = app.get(&path, admin).await;
+                answer.assert_status(StatusCode::OK);
+                answer.body
+            }
+        };
+        let q = format!("{window}&cost_type={cost_type}");
+        assert_eq!(
+            get(format!("/api/v1/billing/costs?{q}")).await["total_cost"],
+            total,
+            "{cost_type}"
+        );
+        assert_eq!(
+            get(format!("/api/v1/costs/summary?{q}")).await["total_cost"],
+            total,
+            "{cost_type}"
+        );
+        let by_date = get(format!("/api/v1/costs/by-date?{q}")).await;
+        let days: f64 = by_date["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["cost"].as_f64().unwrap())
+            .sum();
+        assert_eq!(days, total, "{cost_type}: {by_date}");
+        assert_eq!(by_date["period_days"], 31);
+        let breakdown = get(format!("/api/v1/costs?{q}&granularity=monthly")).await;
+        assert_eq!(
+            breakdown["summary"]["total_cost"], total,
+            "{cost_type}: {breakdown}"
+        );
+        let overview = get(format!("/api/v1/dashboard/overview?{q}")).await;
+        assert_eq!(overview["total_cost"], total, "{cost_type}");
+        let trend = get(format!(
+            "/api/v1/dashboard/cost-trend?{q}&granularity=monthly"
+        ))
+        .await;
+        assert_eq!(trend["data"][0]["cost"], total, "{cost_type}: {trend}");
+        let ranking = get(format!("/api/v1/dashboard/cost-by-sku?{q}")).await;
+        assert_eq!(
+            ranking["unattributed_cost"], total,
+            "{cost_type}: {ranking}"
+        );
+        // The seeds' camelCase spellings name the same parameters.
+        let camel = format!(
+            "startDate=2024-01-01&endDate=2024-01-31&costType={cost_type}&tenantId={tenant}"
+        );
+        assert_eq!(
+            get(format!("/api/v1/costs/summary?{camel}")).await["total_cost"],
+            total
+        );
+    }
+    // The default is billed cost; a period outside the charges sums nothing.
+    assert_eq!(
+        app.get(&format!("/api/v1/costs/summary?{window}"), &admin)
+            .await
+            .body["total_cost"],
+        10.0
+    );
+    assert_eq!(
+        app.get(
+            "/api/v1/costs/summary?start_date=2023-01-01&end_date=2023-01-31",
+            &admin
+        )
+        .await
+        .body["total_cost"],
+        0.0
+    );
+
+    // What a view does not take is named, never ignored.
+    let refused = app
+        .get(
+            &format!("/api/v1/costs/summary?{window}&start=2024-01-01&sort=cost"),
+            &admin,
+        )
+        .await;
+    refused.assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    assert!(
+        refused.text.contains("start") && refused.text.contains("sort"),
+        "{}",
+        refused.text
+    );
+    for path in [
+        format!("/api/v1/costs/by-date?days=30&{window}"),
+        "/api/v1/dashboard/overview?days=7&startDate=2024-01-01".to_string(),
+        "/api/v1/costs/summary?start_date=2024-02-01&end_date=2024-01-01".to_string(),
+        "/api/v1/billing/costs?group=service".to_string(),
+        "/api/v1/billing?accountId=1&page=2".to_string(),
+        "/api/v1/costs?workspace=1".to_string(),
+    ] {
+        app.get(&path, &admin)
+            .await
+            .assert_problem(StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    }
+    app.get("/api/v1/costs/summary?cost_type=amortized", &admin)
+        .await
+        .assert_problem(StatusCode::BAD_REQUEST, "INVALID_REQUEST");
+    // Another tenant's id is not found, as its rows would not be.
+    let (_, other_tenant) = app.user("other@example.com").await;
+    for path in [
+        format!("/api/v1/costs/summary?tenantId={other_tenant}"),
+        format!("/api/v1/billing/costs?tenant_id={other_tenant}"),
+        "/api/v1/costs?tenantId=not-a-uuid".to_string(),
+    ] {
+        app.get(&path, &admin)
+            .await
+            .assert_problem(StatusCode::NOT_FOUND, "RESOURCE_NOT_FOUND");
+    }
+    // Paged lists still take limit, offset and skip.
+    let page = app
+        .get(&format!("/api/v1/billing?{window}&limit=1&skip=1"), &admin)
+        .await;
+    page.assert_status(StatusCode::OK);
+    assert_eq!(page.body["data"].as_array().unwrap().len(), 1);
+    assert_eq!(page.body["offset"], 1);
+}
