@@ -268,7 +268,10 @@ impl Format {
             Some(Format::Focus)
         } else if has("lineItem/UnblendedCost") && has("lineItem/UsageStartDate") {
             Some(Format::AwsCur)
-        } else if (has("CostInBillingCurrency") || has("PreTaxCost")) && has("Date") {
+        } else if AZURE_COST.iter().any(|c| has(c))
+            && AZURE_DAY.iter().any(|c| has(c))
+            && (has("ConsumedService") || has("MeterCategory") || has("MeterId"))
+        {
             Some(Format::Azure)
         } else if has("cost/myCost") && has("lineItem/intervalUsageStart") {
             Some(Format::Oci)
@@ -281,6 +284,15 @@ impl Format {
         }
     }
 }
+
+/// Azure's cost column in each schema: MCA and EA since 2020 (`CostInBillingCurrency`), the
+/// 2019 usage schemas and pay-as-you-go (`PreTaxCost`), and the older EA export (`Cost`).
+const AZURE_COST: &[&str] = &["CostInBillingCurrency", "PreTaxCost", "Cost"];
+/// Azure's usage day: `Date`, or the pay-as-you-go and 2019 EA `UsageDateTime`.
+const AZURE_DAY: &[&str] = &["Date", "UsageDateTime", "UsageDate"];
+/// Azure's billing currency: EA `BillingCurrencyCode`, MCA and older EA `BillingCurrency`,
+/// pay-as-you-go `Currency`.
+const AZURE_CURRENCY: &[&str] = &["BillingCurrencyCode", "BillingCurrency", "Currency"];
 
 /// A header name compared loosely: `lineItem/UnblendedCost` (CUR) and `line_item_unblended_cost`
 /// (CUR 2.0) are the same column, as are `CostInBillingCurrency` and `costInBillingCurrency`.
@@ -381,7 +393,8 @@ impl Converter {
                 "lineItem/CurrencyCode",
                 "lineItem/UsageStartDate",
             ],
-            Format::Azure => &["Date"],
+            // Azure's schemas name these differently: checked below.
+            Format::Azure => &[],
             Format::Oci => &[
                 "cost/myCost",
                 "cost/currencyCode",
@@ -417,12 +430,28 @@ impl Converter {
                 if missing.len() == 1 { "it" } else { "them" },
             ));
         }
-        if format == Format::Azure
-            && !["CostInBillingCurrency", "PreTaxCost"]
-                .iter()
-                .any(|n| converter.index.contains_key(&key(n)))
-        {
-            return Err("the header has no CostInBillingCurrency column".into());
+        if format == Format::Azure {
+            let has = |names: &[&str]| names.iter().any(|n| converter.index.contains_key(&key(n)));
+            let mut missing = Vec::new();
+            if !has(AZURE_COST) {
+                missing.push("a cost (CostInBillingCurrency, PreTaxCost or Cost)");
+            }
+            if !has(AZURE_DAY) {
+                missing.push("a usage date (Date or UsageDateTime)");
+            }
+            // EA's 2019 usage schema names no currency: the import gives it.
+            if !has(AZURE_CURRENCY) && !defaulted("BillingCurrency") {
+                missing.push(
+                    "a currency (BillingCurrencyCode, BillingCurrency or Currency; or give \
+                     BillingCurrency in defaults)",
+                );
+            }
+            if !missing.is_empty() {
+                return Err(format!(
+                    "the Azure export has no column for {}",
+                    missing.join(", ")
+                ));
+            }
         }
         Ok(converter)
     }
@@ -633,6 +662,49 @@ impl Converter {
         set("pricing_unit", text(v("pricing/unit")));
         set("consumed_quantity", text(usage));
         set("consumed_unit", text(v("pricing/unit")));
+        // Commitments: the Savings Plan or reservation a line belongs to, and whether it is
+        // usage the commitment covered.
+        let savings_plan = v("savingsPlan/SavingsPlanARN");
+        let reservation = v("reservation/ReservationARN");
+        set("commitment_discount_id", text(savings_plan.or(reservation)));
+        let (discount_category, discount_type) = match (savings_plan, reservation) {
+            (Some(_), _) => (Some("Spend"), Some("Savings Plan")),
+            (None, Some(_)) => (Some("Usage"), Some("Reserved Instance")),
+            (None, None) => (None, None),
+        };
+        set(
+            "commitment_discount_category",
+            discount_category.map(str::to_string),
+        );
+        set(
+            "commitment_discount_type",
+            discount_type.map(str::to_string),
+        );
+        set(
+            "commitment_discount_status",
+            matches!(line_type, "SavingsPlanCoveredUsage" | "DiscountedUsage")
+                .then(|| "Used".into()),
+        );
+        set(
+            "pricing_category",
+            match (line_type, v("pricing/term").or(v("product/PurchaseOption"))) {
+                ("SavingsPlanCoveredUsage" | "DiscountedUsage", _) => Some("Committed".into()),
+                (_, Some("OnDemand" | "On-Demand")) => Some("Standard".into()),
+                (_, Some("Spot" | "Spot Instances")) => Some("Dynamic".into()),
+                (_, Some("Reserved" | "Reserved Instances")) => Some("Committed".into()),
+                _ => None,
+            },
+        );
+        set("invoice_id", text(v("bill/InvoiceId")));
+        set("availability_zone", text(v("lineItem/AvailabilityZone")));
+        set("region_name", text(v("product/location")));
+        set(
+            "sku_price_id",
+            text(v("pricing/RateCode").or(v("pricing/RateId"))),
+        );
+        set("list_unit_price", text(v("pricing/publicOnDemandRate")));
+        set("billing_account_name", text(v("bill/PayerAccountName")));
+        set("sub_account_name", text(v("lineItem/UsageAccountName")));
         set(
             "tags",
             (!tags.is_empty()).then(|| Value::Object(tags).to_string()),
@@ -640,68 +712,150 @@ impl Converter {
         Ok(row)
     }
 
-    /// Azure cost export (EA or MCA) to FOCUS, after focus_converters' `azure` rules, except
-    /// that the charge period is the usage day (`Date` to the next day), not the billing period,
-    /// so by-day views are right; the provider is `Microsoft`, as Azure's own FOCUS export
-    /// names it; and the service name is lowercased.
+    /// Azure Cost Management exports to FOCUS: every schema of cost details (EA since 2019,
+    /// the older EA export with `Cost` and `BillingCurrency`, MCA, pay-as-you-go), actual or
+    /// amortized, after the FinOps toolkit's conversion guide ("Convert Cost Management data to
+    /// FOCUS"). Where Strata differs:
+    /// - One file at a time: the guide combines both datasets (amortized rows, plus the
+    ///   commitment purchases and refunds of actual cost); Strata converts each as it comes, and
+    ///   the later dataset of a scope replaces the earlier (see `billing/import.rs`).
+    /// - Unused commitment (`UnusedReservation`, `UnusedSavingsPlan`) has BilledCost 0, as FOCUS
+    ///   defines it (the invoice carries the purchase); the guide's rule, read literally, keeps
+    ///   its cost there too.
+    /// - The charge period is the usage day (`Date` to the next day), the provider `Microsoft`
+    ///   (as Azure's own FOCUS export names it), the service name the lowercased consumed
+    ///   service, the region id the location lowercased without spaces; no PricingUnits or
+    ///   Regions lookup (PricingQuantity is the quantity as written, RegionName the location).
     fn azure(&self, r: &StringRecord) -> Result<Vec<Option<String>>, String> {
         let v = |name: &str| self.get(r, name);
+        let first = |names: &[&str]| names.iter().find_map(|n| v(n));
         let text = |s: Option<&str>| s.map(str::to_string);
-        let day = v("Date")
-            .or(v("UsageDate"))
+        let day = first(AZURE_DAY)
             .map(|d| time(d).ok_or_else(|| format!("Date is not a date: {d:?}")))
             .transpose()?;
-        let cost = v("CostInBillingCurrency").or(v("PreTaxCost"));
-        let category = match v("ChargeType") {
-            Some("Usage") | Some("UnusedReservation") | Some("UnusedSavingsPlan") | None => "Usage",
-            Some("Purchase") => "Purchase",
-            Some("Tax") => "Tax",
-            Some(_) => "Adjustment",
+        let cost = first(AZURE_COST);
+        // MCA bills by billing profile; its files have an invoice id and a pricing currency.
+        let mca = self.index.contains_key("costinpricingcurrency")
+            || self.index.contains_key("invoiceid");
+        let charge_type = v("ChargeType").unwrap_or("Usage");
+        let pricing_model = v("PricingModel")
+            .map(|m| m.replace(' ', "").to_ascii_lowercase())
+            .unwrap_or_default();
+        let commitment = matches!(pricing_model.as_str(), "reservation" | "savingsplan");
+        let unused = matches!(charge_type, "UnusedReservation" | "UnusedSavingsPlan");
+        let purchase = matches!(charge_type, "Purchase" | "Refund");
+        let category = match charge_type {
+            "Usage" | "Purchase" | "Credit" | "Tax" => charge_type,
+            "UnusedReservation" | "UnusedSavingsPlan" => "Usage",
+            "Refund" => "Purchase",
+            _ => "Adjustment",
+        };
+        // What the invoice says: commitment-covered usage and unused commitment are paid by
+        // the purchase; what it cost: purchases are spread over the usage instead.
+        let billed = if commitment && (charge_type == "Usage" || unused) {
+            Some("0")
+        } else {
+            cost
+        };
+        let effective = if commitment && purchase {
+            Some("0")
+        } else {
+            cost
         };
         // Azure writes the same service in several cases (`Microsoft.Compute`, `microsoft.compute`).
         let service = v("ConsumedService").map(str::to_ascii_lowercase);
         let service = service.as_deref();
-        let list = match (v("PayGPrice"), v("Quantity")) {
+        let quantity = first(&["Quantity", "UsageQuantity"]);
+        let multiply = |price: Option<&str>| match (price, quantity) {
             (Some(price), Some(quantity)) => {
-                Some(decimal_op(Some(price), Some(quantity), |a, b| a * b)?)
+                decimal_op(Some(price), Some(quantity), |a, b| a * b).map(Some)
             }
-            _ => None,
+            _ => Ok(None),
         };
+        let list = match v("PaygCostInBillingCurrency") {
+            Some(list) => Some(list.to_string()),
+            None => multiply(v("PayGPrice"))?,
+        };
+        let benefit = first(&["benefitId", "ReservationId"]);
+        let benefit_lower = benefit.map(str::to_ascii_lowercase).unwrap_or_default();
+        let (discount_category, discount_type) = if benefit_lower.contains("/microsoft.capacity/")
+            || (benefit.is_some() && pricing_model == "reservation")
+        {
+            (Some("Usage"), Some("Reservation"))
+        } else if benefit_lower.contains("/microsoft.billingbenefits/")
+            || (benefit.is_some() && pricing_model == "savingsplan")
+        {
+            (Some("Spend"), Some("Savings Plan"))
+        } else {
+            (None, None)
+        };
+        let frequency = v("Frequency").map(|f| match f {
+            "OneTime" => "One-Time",
+            "Recurring" => "Recurring",
+            "UsageBased" => "Usage-Based",
+            _ => "Other",
+        });
+        let location = v("ResourceLocation");
+        let region_id = location.map(|l| l.replace(' ', "").to_ascii_lowercase());
         let mut row = empty_row();
         let mut set = |column: &str, value: Option<String>| set_column(&mut row, column, value);
-        set("billed_cost", text(cost));
-        set("effective_cost", text(cost));
+        set("billed_cost", text(billed));
+        set("effective_cost", text(effective));
         set("list_cost", list);
-        set(
-            "billing_currency",
-            text(
-                v("BillingCurrencyCode")
-                    .or(v("BillingCurrency"))
-                    .or(v("Currency")),
-            ),
-        );
+        set("contracted_cost", multiply(v("UnitPrice"))?);
+        set("billing_currency", text(first(AZURE_CURRENCY)));
         set("charge_period_start", day.map(|d| d.to_rfc3339()));
         set(
             "charge_period_end",
             day.map(|d| (d + chrono::Days::new(1)).to_rfc3339()),
         );
         set("billing_period_start", text(v("BillingPeriodStartDate")));
-        set("billing_period_end", text(v("BillingPeriodEndDate")));
+        set(
+            "billing_period_end",
+            // The export's end is the last day, FOCUS's the day after.
+            v("BillingPeriodEndDate")
+                .and_then(time)
+                .map(|d| (d + chrono::Days::new(1)).to_rfc3339()),
+        );
         set("charge_category", Some(category.into()));
         set(
-            "charge_description",
-            text(v("ProductName").or(v("Product"))),
+            "charge_class",
+            (charge_type == "Refund").then(|| "Correction".into()),
         );
-        set("billing_account_id", text(v("BillingAccountId")));
-        set("billing_account_name", text(v("BillingAccountName")));
+        set("charge_frequency", frequency.map(str::to_string));
         set(
-            "sub_account_id",
-            text(v("SubscriptionId").or(v("SubscriptionGuid"))),
+            "charge_description",
+            text(first(&["ProductName", "Product", "MeterName"])),
         );
+        if mca {
+            set("billing_account_id", text(v("BillingProfileId")));
+            set("billing_account_name", text(v("BillingProfileName")));
+            set("billing_account_type", Some("Billing Profile".into()));
+        } else {
+            set("billing_account_id", text(v("BillingAccountId")));
+            set("billing_account_name", text(v("BillingAccountName")));
+            set(
+                "billing_account_type",
+                v("BillingAccountId").map(|_| "Billing Account".into()),
+            );
+        }
+        let subscription = first(&["SubscriptionId", "SubscriptionGuid"]);
+        set("sub_account_id", text(subscription));
         set("sub_account_name", text(v("SubscriptionName")));
+        set(
+            "sub_account_type",
+            subscription.map(|_| "Subscription".into()),
+        );
         set("provider_name", Some("Microsoft".into()));
-        set("publisher_name", text(v("PublisherName")));
-        set("invoice_issuer_name", Some("Microsoft".into()));
+        set(
+            "publisher_name",
+            Some(v("PublisherName").unwrap_or("Microsoft").into()),
+        );
+        set(
+            "invoice_issuer_name",
+            Some(v("PartnerName").unwrap_or("Microsoft").into()),
+        );
+        set("invoice_id", text(v("InvoiceId")));
         set("service_name", text(service));
         set(
             "service_category",
@@ -712,18 +866,74 @@ impl Converter {
                     .to_string(),
             ),
         );
-        set("region_id", text(v("ResourceLocation")));
-        set("resource_id", text(v("ResourceId")));
+        set("region_id", region_id);
+        set("region_name", text(location));
+        set("availability_zone", text(v("AvailabilityZone")));
+        set("resource_id", text(first(&["ResourceId", "InstanceId"])));
         set(
             "resource_group",
-            text(v("ResourceGroup").or(v("ResourceGroupName"))),
+            text(first(&["ResourceGroup", "ResourceGroupName"])),
         );
-        set("resource_name", text(v("ResourceName")));
-        set("sku_id", text(v("MeterId")));
-        set("pricing_quantity", text(v("Quantity")));
+        set(
+            "resource_name",
+            text(v("ResourceName")).or_else(|| {
+                first(&["ResourceId", "InstanceId"])
+                    .and_then(|id| id.rsplit('/').next())
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_string)
+            }),
+        );
+        set("sku_id", text(first(&["ProductId", "MeterId"])));
+        set("sku_meter", text(v("MeterName")));
+        set("sku_price_details", text(v("AdditionalInfo")));
+        set("list_unit_price", text(v("PayGPrice")));
+        set("contracted_unit_price", text(v("UnitPrice")));
+        set(
+            "pricing_currency",
+            text(v("PricingCurrency").or(v("PricingCurrencyCode"))),
+        );
+        set(
+            "pricing_category",
+            match pricing_model.as_str() {
+                "ondemand" => Some("Standard".into()),
+                "spot" => Some("Dynamic".into()),
+                "reservation" | "savingsplan" => Some("Committed".into()),
+                _ => None,
+            },
+        );
+        set("pricing_quantity", text(quantity));
         set("pricing_unit", text(v("UnitOfMeasure")));
-        set("consumed_quantity", text(v("Quantity")));
-        set("consumed_unit", text(v("UnitOfMeasure")));
+        set(
+            "consumed_quantity",
+            text(quantity.filter(|_| charge_type == "Usage")),
+        );
+        set(
+            "consumed_unit",
+            text(v("UnitOfMeasure").filter(|_| charge_type == "Usage")),
+        );
+        set("commitment_discount_id", text(benefit));
+        set(
+            "commitment_discount_name",
+            text(first(&["benefitName", "ReservationName"])),
+        );
+        set(
+            "commitment_discount_category",
+            discount_category.map(str::to_string),
+        );
+        set(
+            "commitment_discount_type",
+            discount_type.map(str::to_string),
+        );
+        set(
+            "commitment_discount_status",
+            if unused {
+                Some("Unused".into())
+            } else if commitment && charge_type == "Usage" {
+                Some("Used".into())
+            } else {
+                None
+            },
+        );
         set("tags", text(v("Tags")));
         Ok(row)
     }
@@ -1269,6 +1479,34 @@ mod tests {
         assert_eq!(row[column("charge_category")].as_deref(), Some("Purchase"));
         assert_eq!(row[column("provider_name")].as_deref(), Some("AWS"));
         assert_eq!(row[column("tags")].as_deref(), Some(r#"{"team":"web"}"#));
+        assert_eq!(row[column("commitment_discount_status")], None);
+
+        let (_, covered) = super::tests::convert(
+            &[
+                "lineItem/LineItemType",
+                "lineItem/UnblendedCost",
+                "lineItem/CurrencyCode",
+                "lineItem/UsageStartDate",
+                "savingsPlan/SavingsPlanARN",
+                "savingsPlan/SavingsPlanEffectiveCost",
+                "pricing/term",
+            ],
+            &[
+                "SavingsPlanCoveredUsage",
+                "0.096",
+                "USD",
+                "2024-01-05T00:00:00Z",
+                "arn:aws:savingsplans::1:savingsplan/sp",
+                "0.062",
+                "OnDemand",
+            ],
+        );
+        let value = |c: &str| covered[column(c)].as_deref();
+        assert_eq!(value("effective_cost"), Some("0.062"));
+        assert_eq!(value("commitment_discount_status"), Some("Used"));
+        assert_eq!(value("commitment_discount_category"), Some("Spend"));
+        assert_eq!(value("commitment_discount_type"), Some("Savings Plan"));
+        assert_eq!(value("pricing_category"), Some("Committed"));
     }
 
     fn convert(header: &[&str], row: &[&str]) -> (Format, Vec<Option<String>>) {
@@ -1407,6 +1645,213 @@ mod tests {
         .unwrap();
         let unpriced = unpriced_converter.convert(&unpriced_record);
         assert!(unpriced.unwrap_err().contains("list_prices"));
+    }
+
+    #[test]
+    fn every_azure_schema_is_detected_and_commitments_are_amortized() {
+        // The older EA export: `Cost` and `BillingCurrency`, a UTF-8 BOM, US dates.
+        let (format, row) = convert(
+            &[
+                "\u{feff}Date",
+                "Cost",
+                "BillingCurrency",
+                "ResourceGroup",
+                "ConsumedService",
+                "MeterCategory",
+                "SubscriptionId",
+                "ResourceLocation",
+                "Quantity",
+                "UnitPrice",
+                "PayGPrice",
+            ],
+            &[
+                "9/2/2023",
+                "4.50",
+                "EUR",
+                "RG-Web",
+                "Microsoft.Compute",
+                "Virtual Machines",
+                "sub-1",
+                "West Europe",
+                "3",
+                "1.25",
+                "2",
+            ],
+        );
+        assert_eq!(format, Format::Azure);
+        assert_eq!(value(&row, "billed_cost"), Some("4.50"));
+        assert_eq!(value(&row, "billing_currency"), Some("EUR"));
+        assert_eq!(value(&row, "resource_group"), Some("RG-Web"));
+        assert_eq!(
+            value(&row, "charge_period_start"),
+            Some("2023-09-02T00:00:00+00:00")
+        );
+        assert_eq!(value(&row, "region_id"), Some("westeurope"));
+        assert_eq!(value(&row, "region_name"), Some("West Europe"));
+        assert_eq!(value(&row, "list_cost"), Some("6"));
+        assert_eq!(value(&row, "contracted_cost"), Some("3.75"));
+        assert_eq!(value(&row, "service_category"), Some("Compute"));
+
+        // Pay-as-you-go (and EA's 2019 usage schema): PreTaxCost, UsageDateTime, InstanceId.
+        let (format, row) = convert(
+            &[
+                "SubscriptionGuid",
+                "ResourceGroup",
+                "ResourceLocation",
+                "UsageDateTime",
+                "MeterCategory",
+                "UsageQuantity",
+                "PreTaxCost",
+                "ConsumedService",
+                "InstanceId",
+                "Currency",
+                "UnitOfMeasure",
+            ],
+            &[
+                "sub-2",
+                "rg",
+                "eastus",
+                "2023-09-03T00:00:00Z",
+                "Storage",
+                "10",
+                "0.10",
+                "Microsoft.Storage",
+                "/subscriptions/sub-2/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/acct",
+                "USD",
+                "1 GB/Month",
+            ],
+        );
+        assert_eq!(format, Format::Azure);
+        assert_eq!(value(&row, "billed_cost"), Some("0.10"));
+        assert_eq!(value(&row, "billing_currency"), Some("USD"));
+        assert_eq!(value(&row, "sub_account_id"), Some("sub-2"));
+        assert_eq!(value(&row, "resource_name"), Some("acct"));
+        assert_eq!(value(&row, "pricing_quantity"), Some("10"));
+
+        // MCA: camelCase, billed by billing profile, with an invoice and a PAYG cost.
+        let (format, row) = convert(
+            &[
+                "invoiceId",
+                "billingAccountId",
+                "billingProfileId",
+                "billingProfileName",
+                "date",
+                "consumedService",
+                "meterCategory",
+                "costInBillingCurrency",
+                "costInPricingCurrency",
+                "billingCurrency",
+                "pricingCurrency",
+                "paygCostInBillingCurrency",
+                "resourceGroupName",
+                "chargeType",
+                "frequency",
+            ],
+            &[
+                "G123",
+                "acct:1",
+                "bp-1",
+                "Profile",
+                "2023-09-04",
+                "Microsoft.Sql",
+                "SQL Database",
+                "2.00",
+                "2.00",
+                "USD",
+                "USD",
+                "2.50",
+                "rg-db",
+                "Refund",
+                "OneTime",
+            ],
+        );
+        assert_eq!(format, Format::Azure);
+        assert_eq!(value(&row, "billing_account_id"), Some("bp-1"));
+        assert_eq!(value(&row, "billing_account_type"), Some("Billing Profile"));
+        assert_eq!(value(&row, "invoice_id"), Some("G123"));
+        assert_eq!(value(&row, "list_cost"), Some("2.50"));
+        assert_eq!(value(&row, "resource_group"), Some("rg-db"));
+        assert_eq!(value(&row, "charge_category"), Some("Purchase"));
+        assert_eq!(value(&row, "charge_class"), Some("Correction"));
+        assert_eq!(value(&row, "charge_frequency"), Some("One-Time"));
+
+        // Amortized EA rows of a reservation: covered usage, unused commitment, the purchase.
+        let header = [
+            "Date",
+            "CostInBillingCurrency",
+            "BillingCurrencyCode",
+            "ConsumedService",
+            "MeterCategory",
+            "ChargeType",
+            "PricingModel",
+            "benefitId",
+            "benefitName",
+        ];
+        let reservation = "/providers/Microsoft.Capacity/reservationOrders/o/reservations/r";
+        let amortized = |charge_type: &str| {
+            convert(
+                &header,
+                &[
+                    "2023-09-05",
+                    "1.20",
+                    "USD",
+                    "Microsoft.Compute",
+                    "Virtual Machines",
+                    charge_type,
+                    "Reservation",
+                    reservation,
+                    "vm-ri",
+                ],
+            )
+            .1
+        };
+        let covered = amortized("Usage");
+        assert_eq!(value(&covered, "billed_cost"), Some("0"));
+        assert_eq!(value(&covered, "effective_cost"), Some("1.20"));
+        assert_eq!(value(&covered, "commitment_discount_status"), Some("Used"));
+        assert_eq!(
+            value(&covered, "commitment_discount_type"),
+            Some("Reservation")
+        );
+        assert_eq!(
+            value(&covered, "commitment_discount_category"),
+            Some("Usage")
+        );
+        assert_eq!(value(&covered, "pricing_category"), Some("Committed"));
+        let unused = amortized("UnusedReservation");
+        assert_eq!(value(&unused, "billed_cost"), Some("0"));
+        assert_eq!(value(&unused, "effective_cost"), Some("1.20"));
+        assert_eq!(value(&unused, "charge_category"), Some("Usage"));
+        assert_eq!(value(&unused, "commitment_discount_status"), Some("Unused"));
+        let purchase = amortized("Purchase");
+        assert_eq!(value(&purchase, "billed_cost"), Some("1.20"));
+        assert_eq!(value(&purchase, "effective_cost"), Some("0"));
+        assert_eq!(value(&purchase, "commitment_discount_status"), None);
+
+        // EA's 2019 usage schema names no currency: refused, unless the import gives one.
+        let header = StringRecord::from(vec!["UsageDateTime", "PreTaxCost", "MeterCategory"]);
+        assert_eq!(Format::detect(&header), Some(Format::Azure));
+        let refused = Converter::new(Format::Azure, &header, &Value::Null)
+            .err()
+            .unwrap();
+        assert!(refused.contains("currency"), "{refused}");
+        let defaults = check_defaults(&serde_json::json!({"BillingCurrency": "USD"})).unwrap();
+        let converter = Converter::new(Format::Azure, &header, &defaults).unwrap();
+        let record = StringRecord::from(vec!["2019-06-01", "1", "Storage"]);
+        assert_eq!(
+            converter.convert(&record).unwrap()[column("billing_currency")].as_deref(),
+            Some("USD")
+        );
+
+        // Azure's own FOCUS export is FOCUS, its resource group an `x_` column.
+        let header = StringRecord::from(
+            FOCUS_MANDATORY
+                .iter()
+                .copied()
+                .chain(["x_ResourceGroupName", "x_SkuMeterCategory"])
+                .collect::<Vec<_>>(),
+        );
+        assert_eq!(Format::detect(&header), Some(Format::Focus));
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CostGrouping {
+    /// Also `resourceGroup`, as seed 002 writes it.
+    #[serde(alias = "resourceGroup")]
     ResourceGroup,
     Service,
     Location,

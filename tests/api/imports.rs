@@ -1149,3 +1149,68 @@ async fn every_cost_view_sums_any_cost_type_over_any_period_and_refuses_what_it_
     assert_eq!(page.body["data"].as_array().unwrap().len(), 1);
     assert_eq!(page.body["offset"], 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn azure_exports_of_every_schema_import_and_amortized_commitments_are_split_by_cost_type() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, _) = app.user("admin@example.com").await;
+    // The older EA export, with a byte-order mark, told by its header and also when named.
+    let legacy = "\u{feff}AccountName,SubscriptionId,SubscriptionName,ResourceGroup,ResourceLocation,Date,\
+        ProductName,MeterCategory,MeterId,Quantity,UnitPrice,Cost,BillingCurrency,ConsumedService,ResourceId,Tags\r\n\
+        Ops,sub-1,Prod,RG-Web,West Europe,01/05/2024,VM D2s v3,Virtual Machines,m1,24,0.1,2.40,EUR,Microsoft.Compute,\
+        /subscriptions/sub-1/resourceGroups/RG-Web/providers/Microsoft.Compute/virtualMachines/web-1,\"\"\"env\"\": \"\"prod\"\"\"\r\n";
+    for format in [None, Some("azure")] {
+        let fields: Vec<(&str, &str)> = format.iter().map(|f| ("format", *f)).collect();
+        let imported =
+            import_named(&app, &admin, legacy.as_bytes(), "ea-legacy.csv", &fields).await;
+        assert_eq!(imported["detected_format"], "azure", "{imported}");
+        assert_eq!(imported["rows_loaded"], 1, "{imported}");
+        assert_eq!(imported["totals"]["EUR"]["billed_cost"], "2.40");
+    }
+    let record = &app
+        .get(
+            "/api/v1/billing?start_date=2024-01-05&end_date=2024-01-05",
+            &admin,
+        )
+        .await
+        .body["data"][0];
+    assert_eq!(record["resource_group"], "RG-Web");
+    assert_eq!(record["resource_name"], "web-1");
+    assert_eq!(record["tags"], json!({"env": "prod"}));
+    assert_eq!(record["contracted_cost"], 2.4);
+
+    // Amortized EA rows of a reservation: what the invoice says and what it cost differ.
+    let amortized = "Date,CostInBillingCurrency,BillingCurrencyCode,ConsumedService,MeterCategory,ChargeType,PricingModel,benefitId,BillingPeriodStartDate,BillingPeriodEndDate\n\
+        2024-01-06,3.00,USD,Microsoft.Compute,Virtual Machines,Usage,Reservation,/providers/Microsoft.Capacity/reservationOrders/o,2024-01-01,2024-01-31\n\
+        2024-01-06,1.00,USD,Microsoft.Compute,Virtual Machines,UnusedReservation,Reservation,/providers/Microsoft.Capacity/reservationOrders/o,2024-01-01,2024-01-31\n\
+        2024-01-06,2.00,USD,Microsoft.Compute,Virtual Machines,Usage,OnDemand,,2024-01-01,2024-01-31\n";
+    import_named(
+        &app,
+        &admin,
+        amortized.as_bytes(),
+        "amortized.csv",
+        &[("dataset", "amortized")],
+    )
+    .await;
+    let day = "start_date=2024-01-06&end_date=2024-01-06&currency=USD";
+    let total = |cost_type: &'static str| {
+        let path = format!("/api/v1/costs/summary?{day}&cost_type={cost_type}");
+        let app = &app;
+        let admin = &admin;
+        async move {
+            app.get(&path, admin).await.body["total_cost"]
+                .as_f64()
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        total("billed").await,
+        2.0,
+        "only on-demand usage is on the invoice"
+    );
+    assert_eq!(
+        total("effective").await,
+        6.0,
+        "covered, unused and on-demand usage"
+    );
+}
