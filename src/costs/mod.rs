@@ -50,6 +50,9 @@ pub struct CostsQuery {
     pub workspace_id: Option<String>,
     pub sku_name: Option<String>,
     pub user_email: Option<String>,
+    /// Only charges of this sub-account (an Azure subscription, an AWS account, a Google Cloud
+    /// project: FOCUS SubAccountId); seed 002's `subscriptionId`.
+    pub subscription_id: Option<String>,
     /// `daily`, `weekly` or `monthly`: with it or `group_by`, the answer adds the per-period
     /// breakdown (`costs`) and its `summary`.
     pub granularity: Option<Granularity>,
@@ -137,13 +140,14 @@ async fn list_costs(
         workspace_id: query.workspace_id.clone(),
         sku_name: query.sku_name.clone(),
         user_email: query.user_email.clone(),
+        sub_account_id: query.subscription_id.clone(),
         cost_type: query.cost_type.unwrap_or_default(),
     };
     let db = &state.db;
     let records = select_cost_records!(
         "WHERE tenant_id = $1 AND charge_period_start >= $2 AND charge_period_start < $3
            AND ($4::text IS NULL OR workspace_id = $4) AND ($5::text IS NULL OR sku_name = $5)
-           AND ($6::text IS NULL OR user_email = $6)
+           AND ($6::text IS NULL OR user_email = $6) AND ($9::text IS NULL OR sub_account_id = $9)
          ORDER BY charge_period_start DESC, id DESC LIMIT $7 OFFSET $8",
         auth.tenant_id,
         from,
@@ -152,11 +156,12 @@ async fn list_costs(
         filters.sku_name,
         filters.user_email,
         limit,
-        offset
+        offset,
+        filters.sub_account_id
     )
     .fetch_all(db)
     .await?;
-    // Counted from the rollup: every filter is one of its dimensions.
+    // Counted from the rollup (every filter but the sub-account is one of its dimensions).
     let total = queries::count(
         db,
         auth.tenant_id,

@@ -71,6 +71,9 @@ pub struct Filters {
     pub workspace_id: Option<String>,
     pub sku_name: Option<String>,
     pub user_email: Option<String>,
+    /// Only charges of this sub-account: not a dimension of the rollup, so the sums come from
+    /// the records when it is given.
+    pub sub_account_id: Option<String>,
     pub cost_type: CostType,
 }
 
@@ -150,6 +153,9 @@ pub async fn totals(
     window: &Window,
     filters: &Filters,
 ) -> sqlx::Result<Totals> {
+    if let Some(sub_account) = &filters.sub_account_id {
+        return totals_of_records(db, tenant_id, window, filters, sub_account).await;
+    }
     let rows = sqlx::query!(
         r#"SELECT billing_currency AS "currency!", sum(daily_cost(cost_daily, $7))::float8 AS "cost!",
                   sum(dbu_count)::float8 AS "dbu!", sum(records)::int8 AS "records!",
@@ -189,6 +195,56 @@ pub async fn totals(
     })
 }
 
+/// [`totals`] summed from the records (for a filter the rollup does not keep).
+async fn totals_of_records(
+    db: &sqlx::PgPool,
+    tenant_id: Uuid,
+    window: &Window,
+    filters: &Filters,
+    sub_account: &str,
+) -> sqlx::Result<Totals> {
+    let rows = sqlx::query!(
+        r#"SELECT billing_currency AS "currency!",
+                  sum(record_cost($7, billed_cost, effective_cost, list_cost, contracted_cost))::float8 AS "cost!",
+                  COALESCE(sum(dbu_count), 0)::float8 AS "dbu!", count(*) AS "records!",
+                  min(charge_period_start AT TIME ZONE 'UTC')::date AS "earliest!",
+                  max(charge_period_start AT TIME ZONE 'UTC')::date AS "latest!"
+           FROM cost_records
+           WHERE tenant_id = $1 AND sub_account_id = $8
+             AND charge_period_start >= ($2::date)::timestamp AT TIME ZONE 'UTC'
+             AND charge_period_start < (($3::date) + 1)::timestamp AT TIME ZONE 'UTC'
+             AND ($4::text IS NULL OR workspace_id = $4) AND ($5::text IS NULL OR sku_name = $5)
+             AND ($6::text IS NULL OR user_email = $6)
+           GROUP BY billing_currency"#,
+        tenant_id,
+        window.start,
+        window.end,
+        filters.workspace_id,
+        filters.sku_name,
+        filters.user_email,
+        filters.cost_type.as_str(),
+        sub_account
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(Totals {
+        earliest: rows.iter().map(|r| r.earliest).min(),
+        latest: rows.iter().map(|r| r.latest).max(),
+        sums: CurrencySums(
+            rows.into_iter()
+                .map(|r| {
+                    let sum = Sum {
+                        cost: r.cost,
+                        dbu: r.dbu,
+                        records: r.records,
+                    };
+                    (r.currency, sum)
+                })
+                .collect(),
+        ),
+    })
+}
+
 /// How many records match (from the rollup), over days that may be open-ended.
 pub async fn count(
     db: &sqlx::PgPool,
@@ -197,6 +253,25 @@ pub async fn count(
     end: Option<NaiveDate>,
     filters: &Filters,
 ) -> sqlx::Result<i64> {
+    if let Some(sub_account) = &filters.sub_account_id {
+        return sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM cost_records
+               WHERE tenant_id = $1 AND sub_account_id = $7
+                 AND ($2::date IS NULL OR charge_period_start >= ($2::date)::timestamp AT TIME ZONE 'UTC')
+                 AND ($3::date IS NULL OR charge_period_start < (($3::date) + 1)::timestamp AT TIME ZONE 'UTC')
+                 AND ($4::text IS NULL OR workspace_id = $4) AND ($5::text IS NULL OR sku_name = $5)
+                 AND ($6::text IS NULL OR user_email = $6)"#,
+            tenant_id,
+            start,
+            end,
+            filters.workspace_id,
+            filters.sku_name,
+            filters.user_email,
+            sub_account
+        )
+        .fetch_one(db)
+        .await;
+    }
     sqlx::query_scalar!(
         r#"SELECT COALESCE(sum(records), 0)::int8 AS "n!" FROM cost_daily
            WHERE tenant_id = $1 AND ($2::date IS NULL OR day >= $2) AND ($3::date IS NULL OR day <= $3)
@@ -298,6 +373,38 @@ pub async fn by_period_category_and_group(
         Some(CostGrouping::Location) => "location",
         None => "",
     };
+    if let Some(sub_account) = &filters.sub_account_id {
+        return sqlx::query_as!(
+            PeriodCategoryGroup,
+            r#"SELECT date_trunc($4, (charge_period_start AT TIME ZONE 'UTC')::date::timestamp)::date AS "period!",
+                      billing_currency AS "currency!",
+                      COALESCE(service_category, '') AS "category!",
+                      CASE $5 WHEN 'resource_group' THEN resource_group_of(resource_group, resource_id)
+                              WHEN 'service' THEN COALESCE(service_name, '')
+                              WHEN 'location' THEN COALESCE(region_id, '') ELSE '' END AS "group!",
+                      sum(record_cost($9, billed_cost, effective_cost, list_cost, contracted_cost))::float8 AS "cost!",
+                      count(*) AS "records!"
+               FROM cost_records
+               WHERE tenant_id = $1 AND sub_account_id = $10
+                 AND charge_period_start >= ($2::date)::timestamp AT TIME ZONE 'UTC'
+                 AND charge_period_start < (($3::date) + 1)::timestamp AT TIME ZONE 'UTC'
+                 AND ($6::text IS NULL OR workspace_id = $6) AND ($7::text IS NULL OR sku_name = $7)
+                 AND ($8::text IS NULL OR user_email = $8)
+               GROUP BY 1, 2, 3, 4 ORDER BY 1"#,
+            tenant_id,
+            window.start,
+            window.end,
+            granularity.field(),
+            group,
+            filters.workspace_id,
+            filters.sku_name,
+            filters.user_email,
+            filters.cost_type.as_str(),
+            sub_account
+        )
+        .fetch_all(db)
+        .await;
+    }
     sqlx::query_as!(
         PeriodCategoryGroup,
         r#"SELECT date_trunc($4, day::timestamp)::date AS "period!", billing_currency AS "currency!",

@@ -1214,3 +1214,43 @@ async fn azure_exports_of_every_schema_import_and_amortized_commitments_are_spli
         "covered, unused and on-demand usage"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn costs_filter_by_subscription_as_seed_002_asks() {
+    let app = TestApp::spawn_with_workers().await;
+    let (admin, tenant) = app.user("admin@example.com").await;
+    let mut file = format!("{FOCUS_HEADER},SubAccountId\n");
+    for (sub, cost) in [("sub-a", "3.00"), ("sub-b", "4.00"), ("sub-a", "0.50")] {
+        file.push_str(&focus_row("111", 7, "AmazonEC2", cost).replace('\n', &format!(",{sub}\n")));
+    }
+    import_named(&app, &admin, file.as_bytes(), "subs.csv", &[]).await;
+    let base = format!(
+        "/api/v1/costs?tenantId={tenant}&startDate=2024-01-01&endDate=2024-01-31&granularity=daily"
+    );
+    let all = app.get(&base, &admin).await;
+    all.assert_status(StatusCode::OK);
+    assert_eq!(all.body["summary"]["total_cost"], 7.5);
+    assert_eq!(all.body["total"], 3);
+    for cost_type in ["billed", "effective"] {
+        let one = app
+            .get(
+                &format!("{base}&subscriptionId=sub-a&groupBy=service&costType={cost_type}"),
+                &admin,
+            )
+            .await;
+        one.assert_status(StatusCode::OK);
+        assert_eq!(one.body["summary"]["total_cost"], 3.5, "{}", one.text);
+        assert_eq!(one.body["total"], 2);
+        assert_eq!(one.body["data"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            one.body["costs"][0]["by_service"]["AmazonEC2"], 3.5,
+            "{}",
+            one.text
+        );
+    }
+    let none = app
+        .get(&format!("{base}&subscriptionId=sub-z"), &admin)
+        .await;
+    assert_eq!(none.body["summary"]["total_cost"], 0.0);
+    assert_eq!(none.body["total"], 0);
+}
