@@ -458,6 +458,9 @@ async fn load(ctx: &JobContext, id: Uuid, import: ImportJob) -> Result<Value, Jo
             let mut copy = tx.copy_in_raw(super::rollup::COPY_DAILY).await?;
             copy.send(rollup).await?;
             copy.finish().await?;
+            if let (Some(first), Some(last)) = (start, end) {
+                super::rollup::compact(&mut tx, tenant_id, first, last).await?;
+            }
             totals
         }
         // Rows went, or a sum was beyond exact decimals: Postgres sums from the records.

@@ -56,6 +56,38 @@ pub async fn recompute(
     Ok(())
 }
 
+/// Merges the tenant's rollup rows of the same day and dimensions from `start` to `end` into
+/// one: each import adds its own rows, and the files of one period would otherwise multiply
+/// the rows every view sums. Only the rows it deleted are summed again, so rows another
+/// transaction writes meanwhile are neither lost nor counted twice.
+pub async fn compact(
+    conn: &mut sqlx::PgConnection,
+    tenant_id: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query!(
+        r#"WITH gone AS (
+               DELETE FROM cost_daily WHERE tenant_id = $1 AND day BETWEEN $2 AND $3 RETURNING *
+           )
+           INSERT INTO cost_daily (tenant_id, day, billing_currency, provider_name, service_name,
+                                   service_category, region_id, resource_group, workspace_id,
+                                   sku_name, user_email, job_id, billed_cost, effective_cost,
+                                   list_cost, contracted_cost, dbu_count, records)
+           SELECT tenant_id, day, billing_currency, provider_name, service_name, service_category,
+                  region_id, resource_group, workspace_id, sku_name, user_email, job_id,
+                  sum(billed_cost), sum(effective_cost), sum(list_cost), sum(contracted_cost),
+                  sum(dbu_count), sum(records)
+           FROM gone GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12"#,
+        tenant_id,
+        start.date_naive(),
+        end.date_naive()
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The position of a column in a converted row ([`COLUMNS`]).
 pub(crate) const fn column(name: &str) -> usize {
     let mut i = 0;
