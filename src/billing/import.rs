@@ -53,8 +53,6 @@ struct Outcome {
     format: Option<Format>,
     /// SHA-256 of the CSV text of every file, in hex.
     content_sha256: String,
-    /// Bytes read, as they came (compressed or not).
-    bytes: u64,
     rows_read: u64,
     rows_rejected: u64,
     examples: Vec<Value>,
@@ -431,7 +429,6 @@ async fn load(ctx: &JobContext, id: Uuid, import: ImportJob) -> Result<Value, Jo
         examples,
         tally,
         content_sha256,
-        bytes,
     } = outcome;
 
     // Attached before earlier imports' rows are deleted: two imports of one tenant then queue
@@ -481,6 +478,8 @@ async fn load(ctx: &JobContext, id: Uuid, import: ImportJob) -> Result<Value, Jo
         .execute(&mut *tx)
         .await?;
     let parts_read = progress.done.load(Relaxed) as i32;
+    // Bytes read, as they came (compressed or not).
+    let bytes = progress.total_bytes.load(Relaxed);
     sqlx::query!(
         "UPDATE billing_imports SET status = 'succeeded', detected_format = $2, rows_read = $3,
                 rows_loaded = $4, rows_rejected = $5, rows_replaced = $6, rejected_examples = $7,
@@ -907,7 +906,6 @@ impl Reading {
             examples: Vec::new(),
             tally: Tally::new(),
             content_sha256: String::new(),
-            bytes: 0,
         };
         let hasher = std::rc::Rc::new(std::cell::RefCell::new(sha2::Sha256::new()));
         let several = self.files.len() > 1;
@@ -1000,7 +998,6 @@ impl Reading {
             let read = progress.bytes.swap(0, Relaxed);
             progress.total_bytes.fetch_add(read, Relaxed);
             progress.done.fetch_add(1, Relaxed);
-            outcome.bytes += read;
         }
         self.progress.rows.store(outcome.rows_read, Relaxed);
         out.buf.extend_from_slice(binary_copy::TRAILER);
