@@ -193,8 +193,8 @@ impl From<QueryRejection> for AppError {
     }
 }
 
-/// Query parameters read strictly, for the cost views: a name written in camelCase (the seeds'
-/// `startDate`, `tenantId`) is read as its snake_case twin; a name the route does not take
+/// Query parameters read strictly, for the cost views: a name written in camelCase (the
+/// `startDate`, `tenantId` other clients send) is read as its snake_case twin; a name the route does not take
 /// answers 422 naming it (a misspelt filter would otherwise be ignored, and the answer look
 /// right); and `tenant_id`, taken everywhere, must be the caller's tenant (see
 /// [`Params::for_tenant`]).

@@ -45,7 +45,7 @@ pub mod backups;
 pub mod billing;
 /// Catalogs: service categories and mappings, unmapped services, instance types, utilisation.
 pub mod catalog;
-/// Cost views: records with seed 000's filters, summaries, by date, seed 002's breakdown.
+/// Cost views: records with their filters, summaries, cost by date, the per-period breakdown.
 pub mod costs;
 /// Cloud credentials, encrypted at rest.
 pub mod credentials;
@@ -57,7 +57,7 @@ pub mod deployments;
 pub mod dns;
 /// Liveness and readiness.
 pub mod health;
-/// The inventory: what exists in the clouds, in seed 001's shape.
+/// The inventory: what exists in the clouds, by kind.
 pub mod inventory;
 /// Orchestrations over many resources: lockdown.
 pub mod orchestrate;

@@ -704,7 +704,7 @@ fn month_start(day: NaiveDate) -> NaiveDate {
     day.with_day(1).unwrap_or(day)
 }
 
-/// Billed cost over a period, by provider (with services), service or day (seed 001).
+/// Billed cost over a period, by provider (with services), service or day.
 #[utoipa::path(get, path = "/billing/costs", tag = "billing", params(CostQuery),
     responses((status = 200, body = CostReport), (status = 422)), security(("bearer" = []), ("api_key" = [])))]
 async fn costs(
@@ -841,7 +841,7 @@ pub struct SummaryQuery {
     pub cost_type: Option<CostType>,
 }
 
-/// This month so far (with its projection) against last month (seed 001).
+/// This month so far (with its projection) against last month.
 #[utoipa::path(get, path = "/billing/summary", tag = "billing", params(SummaryQuery),
     responses((status = 200, body = BillingSummary)), security(("bearer" = []), ("api_key" = [])))]
 async fn summary(

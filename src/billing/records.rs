@@ -21,14 +21,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_billing))
 }
 
-/// One charge, with FOCUS's columns (snake_case) and seed 000's names for the same facts.
+/// One charge, with FOCUS's columns (snake_case) and the Databricks cost views' names for the
+/// same facts.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CostRecord {
     pub id: i64,
-    /// When the charge began (FOCUS ChargePeriodStart; seed 000's `usage_date`).
+    /// When the charge began (FOCUS ChargePeriodStart, named `usage_date`).
     pub usage_date: DateTime<Utc>,
     pub charge_period_end: Option<DateTime<Utc>>,
-    /// The provider (FOCUS ProviderName; seed 000's `cloud`).
+    /// The provider (FOCUS ProviderName, named `cloud`).
     pub cloud: Option<String>,
     /// BilledCost, in `currency`.
     pub cost: f64,
@@ -171,7 +172,7 @@ pub struct BillingQuery {
     pub skip: Option<i64>,
 }
 
-/// Cost records, newest first (seed 003).
+/// Billing lines: cost records, newest first, by account and date.
 #[utoipa::path(get, path = "/billing", tag = "billing", params(BillingQuery),
     responses((status = 200, body = Page<CostRecord>), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]
@@ -234,7 +235,7 @@ async fn list_billing(
     ))
 }
 
-/// One cost record (seed 003).
+/// One billing line (cost record).
 #[utoipa::path(get, path = "/billing/{id}", tag = "billing",
     params(("id" = i64, Path, description = "The record's id")),
     responses((status = 200, body = CostRecord), (status = 404)),

@@ -29,11 +29,11 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(costs_by_date))
 }
 
-/// How seed 002's breakdown groups each period's cost besides by category.
+/// How the per-period breakdown groups each period's cost besides by category.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CostGrouping {
-    /// Also `resourceGroup`, as seed 002 writes it.
+    /// Also `resourceGroup` (camelCase).
     #[serde(alias = "resourceGroup")]
     ResourceGroup,
     Service,
@@ -51,7 +51,7 @@ pub struct CostsQuery {
     pub sku_name: Option<String>,
     pub user_email: Option<String>,
     /// Only charges of this sub-account (an Azure subscription, an AWS account, a Google Cloud
-    /// project: FOCUS SubAccountId); seed 002's `subscriptionId`.
+    /// project: FOCUS SubAccountId); also spelt `subscriptionId`.
     pub subscription_id: Option<String>,
     /// `daily`, `weekly` or `monthly`: with it or `group_by`, the answer adds the per-period
     /// breakdown (`costs`) and its `summary`.
@@ -70,7 +70,7 @@ pub struct CostsQuery {
     pub skip: Option<i64>,
 }
 
-/// One period of seed 002's breakdown.
+/// One period of the per-period breakdown.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CostPeriod {
     /// The period's first day.
@@ -122,8 +122,8 @@ impl IntoResponse for CostList {
     }
 }
 
-/// Cost records, newest first, with seed 000's filters; with `granularity` or `group_by`, also
-/// seed 002's per-period breakdown and summary over the same days and filters (the last 30
+/// Cost records, newest first, with the Databricks and sub-account filters; with `granularity`
+/// or `group_by`, also the per-period breakdown and summary over the same days and filters (the last 30
 /// days when no dates are given).
 #[utoipa::path(get, path = "/costs", tag = "costs", params(CostsQuery),
     responses((status = 200, body = CostList), (status = 422)),
@@ -391,7 +391,7 @@ pub struct CostSummary {
     pub currency: CurrencyNote,
 }
 
-/// The period's cost, DBUs and records (seed 000).
+/// The period's cost, DBUs and records.
 #[utoipa::path(get, path = "/costs/summary", tag = "costs", params(PeriodQuery),
     responses((status = 200, body = CostSummary), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]
@@ -442,7 +442,7 @@ pub struct CostsByDate {
     pub currency: CurrencyNote,
 }
 
-/// Cost per day (seed 000).
+/// Cost and DBUs per day.
 #[utoipa::path(get, path = "/costs/by-date", tag = "costs", params(PeriodQuery),
     responses((status = 200, body = CostsByDate), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]

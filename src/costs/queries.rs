@@ -65,7 +65,8 @@ impl CostType {
     }
 }
 
-/// Seed 000's filters, every one a dimension of the rollup, and the cost type summed.
+/// The Databricks filters (workspace, SKU, user), every one a dimension of the rollup, the
+/// sub-account, and the cost type summed.
 #[derive(Debug, Clone, Default)]
 pub struct Filters {
     pub workspace_id: Option<String>,
@@ -431,7 +432,7 @@ pub async fn by_period_category_and_group(
     .await
 }
 
-/// The Databricks dimensions seed 000's dashboards rank by.
+/// The Databricks dimensions the cost rankings rank by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dimension {
     Workspace,

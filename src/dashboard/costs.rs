@@ -63,7 +63,7 @@ pub struct Overview {
     pub currency: CurrencyNote,
 }
 
-/// The period's cost against the one before, with what the tenant runs (seed 000).
+/// The period's cost against the one before, with what the tenant runs.
 #[utoipa::path(get, path = "/dashboard/overview", tag = "dashboard", params(OverviewQuery),
     responses((status = 200, body = Overview), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]
@@ -143,7 +143,7 @@ pub struct CostTrend {
     pub currency: CurrencyNote,
 }
 
-/// Cost and DBUs per day, week or month, for charts (seed 000).
+/// Cost and DBUs per day, week or month, for charts.
 #[utoipa::path(get, path = "/dashboard/cost-trend", tag = "dashboard", params(TrendQuery),
     responses((status = 200, body = CostTrend), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]
@@ -274,7 +274,7 @@ async fn ranked(
     }))
 }
 
-/// Cost by Databricks workspace (seed 000).
+/// Cost by Databricks workspace.
 #[utoipa::path(get, path = "/dashboard/cost-by-workspace", tag = "dashboard", params(RankingQuery),
     responses((status = 200, body = RankedCosts), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]
@@ -286,7 +286,7 @@ async fn cost_by_workspace(
     ranked(&state, &auth, query, Dimension::Workspace).await
 }
 
-/// Cost by SKU (Jobs Compute, All-Purpose, SQL ...) (seed 000).
+/// Cost by SKU (Jobs Compute, All-Purpose, SQL ...).
 #[utoipa::path(get, path = "/dashboard/cost-by-sku", tag = "dashboard", params(RankingQuery),
     responses((status = 200, body = RankedCosts), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]
@@ -298,7 +298,7 @@ async fn cost_by_sku(
     ranked(&state, &auth, query, Dimension::Sku).await
 }
 
-/// The users who cost most (seed 000).
+/// The users who cost most.
 #[utoipa::path(get, path = "/dashboard/cost-by-user", tag = "dashboard", params(RankingQuery),
     responses((status = 200, body = RankedCosts), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]
@@ -310,7 +310,7 @@ async fn cost_by_user(
     ranked(&state, &auth, query, Dimension::User).await
 }
 
-/// The jobs that cost most (seed 000).
+/// The jobs that cost most.
 #[utoipa::path(get, path = "/dashboard/cost-by-job", tag = "dashboard", params(RankingQuery),
     responses((status = 200, body = RankedCosts), (status = 422)),
     security(("bearer" = []), ("api_key" = [])))]

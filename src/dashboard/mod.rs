@@ -24,8 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(costs::router())
 }
 
-/// Refresh every managed resource of every provider of the tenant and record drift (seed 001's
-/// sync trigger).
+/// Refresh every managed resource of every provider of the tenant and record drift (the
+/// dashboard's sync trigger).
 #[utoipa::path(post, path = "/dashboard/sync/trigger", tag = "dashboard",
     responses((status = 202, body = crate::providers::sync::SyncStarted)),
     security(("bearer" = []), ("api_key" = [])))]

@@ -67,7 +67,7 @@ struct Row {
     drifted: bool,
 }
 
-/// The inventory status of a resource (seed 001's vocabulary).
+/// The inventory status of a resource (the inventory's own vocabulary).
 pub fn inventory_status(kind: &str, status: &str, power_state: &str) -> &'static str {
     match (kind, status) {
         (_, "provisioning") => "pending",
